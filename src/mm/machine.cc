@@ -1,0 +1,28 @@
+// File: src/mm/machine.cc
+
+#include "shadowmm/mm/machine.h"
+
+#include <algorithm>
+
+namespace smm {
+
+Machine::Machine(MachineConfig config)
+    : mem_(config.memory_bytes >> PAGE_SHIFT), swap_(config.swap_bytes >> PAGE_SHIFT) {
+  // The zero pages exist for the machine's lifetime (empty_zero_page and the
+  // huge zero folio, which Linux allocates lazily and the model up front).
+  zero_folio_ = *mem_.alloc_folio(0, PG_reserved);
+  huge_zero_folio_ = *mem_.alloc_folio(HPAGE_PMD_ORDER, PG_reserved);
+  mem_.set_free_observer([this](Folio folio) {
+    for (MmObserver* o : observers_) o->on_folio_free(folio);
+  });
+}
+
+Machine::~Machine() = default;
+
+void Machine::add_observer(MmObserver* observer) { observers_.push_back(observer); }
+
+void Machine::remove_observer(MmObserver* observer) {
+  observers_.erase(std::remove(observers_.begin(), observers_.end(), observer), observers_.end());
+}
+
+}  // namespace smm

@@ -1,0 +1,69 @@
+// File: src/pgtable/mmu_gather.cc
+//
+// mm/mmu_gather.c: batching of TLB flushes, page and page-table frees.
+
+#include "shadowmm/pgtable/mmu_gather.h"
+
+#include "shadowmm/mm/mm_struct.h"
+#include "shadowmm/pgtable/tlb.h"
+
+namespace smm {
+
+MmuGather::MmuGather(MmStruct* mm, bool fullmm) : mm_(mm), fullmm_(fullmm) {
+  folios_.reserve(64);
+}
+
+MmuGather::~MmuGather() {
+  if (!finished_) finish();
+}
+
+void MmuGather::remove_tlb_entry(VirtAddr addr, uint64_t size) {
+  if (addr < start_) start_ = addr;
+  if (addr + size > end_) end_ = addr + size;
+}
+
+bool MmuGather::remove_folio_pages(Folio folio, int32_t nr_refs) {
+  folios_.push_back(Entry{folio, nr_refs});
+  return folios_.size() >= kMaxBatch;
+}
+
+void MmuGather::remove_table(PageTable* table, VirtAddr addr, bool under_read_lock) {
+  remove_tlb_entry(addr, PAGE_SIZE);
+  (under_read_lock ? deferred_tables_ : tables_).push_back(table);
+}
+
+void MmuGather::end_vma() {
+  if (fullmm_) return;
+  flush_tlbonly();
+}
+
+void MmuGather::flush_tlbonly() {
+  if (end_ <= start_) return;
+  if (fullmm_)
+    flush_tlb_mm_range(mm_, VirtAddr(0), VirtAddr(~0ull));
+  else
+    flush_tlb_mm_range(mm_, start_, end_);
+  start_ = VirtAddr(~0ull);
+  end_ = VirtAddr(0);
+}
+
+void MmuGather::flush() {
+  flush_tlbonly();
+  // Everything queued was unmapped before the flush above (or an earlier
+  // one): only now may the references go.
+  std::vector<Entry> folios;
+  folios.swap(folios_);
+  for (const Entry& e : folios) e.folio.put(e.refs);
+  std::vector<PageTable*> tables;
+  tables.swap(tables_);
+  for (PageTable* t : tables) pt_free_table(mm_, t);
+  for (PageTable* t : deferred_tables_) mm_->pt_defer_free(t);
+  deferred_tables_.clear();
+}
+
+void MmuGather::finish() {
+  flush();
+  finished_ = true;
+}
+
+}  // namespace smm

@@ -1,0 +1,543 @@
+// File: src/sim/runner.cc
+//
+// Executes scenario scripts (spec/scenario-language.md). One Runner = one
+// simulated machine, its address spaces (`main` first, more after `fork`),
+// the names bound by `mmap`, and the output rules: a command that fails stops
+// the script unless the next line is `expect rc` naming that error; `expect`
+// failures print FILE:LINE: expect failed: WANT / FOUND; `--json` prints one
+// object per executed command.
+
+#include "shadowmm/sim/runner.h"
+
+#include <cinttypes>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "shadowmm/mm/machine.h"
+#include "shadowmm/mm/madvise.h"
+#include "shadowmm/mm/memory.h"
+#include "shadowmm/mm/mmap.h"
+#include "shadowmm/mm/mprotect.h"
+#include "shadowmm/mm/prctl.h"
+#include "shadowmm/mm/task_mmu.h"
+#include "shadowmm/sim/knobs.h"
+
+namespace smm::sim {
+
+using Json = nlohmann::ordered_json;
+
+namespace {
+
+std::string hex(uint64_t v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "0x%" PRIx64, v);
+  return buf;
+}
+
+std::string rc_name(int rc) {
+  if (rc == 0) return "0";
+  const char* n = errno_name(rc);
+  return n ? std::string("-") + n : std::to_string(rc);
+}
+
+std::string vma_prot_name(vm_flags_t f) {
+  std::string s = "---";
+  if (f & VM_READ) s[0] = 'r';
+  if (f & VM_WRITE) s[1] = 'w';
+  if (f & VM_EXEC) s[2] = 'x';
+  return s;
+}
+
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> out;
+  std::istringstream in(s);
+  for (std::string w; in >> w;) out.push_back(w);
+  return out;
+}
+
+const char* level_name(unsigned level) {
+  return level == PTE_LEVEL ? "pte" : level == PMD_LEVEL ? "pmd" : "pud";
+}
+
+// A script-level failure: message for stderr, exit status.
+struct Stop {
+  std::string message;
+  int status;
+};
+
+class Runner {
+ public:
+  Runner(const Script& script, const RunOptions& opts, std::ostream& out, std::ostream& err)
+      : script_(script), opts_(opts), out_(out), err_(err) {
+    mms_.emplace("main", MmRef(MmStruct::create(machine_, "main")));
+    current_ = "main";
+  }
+
+  int run();
+
+ private:
+  // Executes one command; returns its rc. `extra` receives JSON fields.
+  int exec(const Command& c, Json& extra);
+  int exec_body(const Command& c, const CmdSet& s, Json&);
+  int exec_body(const Command& c, const CmdMmap& m, Json&);
+  int exec_body(const Command& c, const CmdMunmap& m, Json&);
+  int exec_body(const Command& c, const CmdMremap& m, Json&);
+  int exec_body(const Command& c, const CmdMprotect& m, Json&);
+  int exec_body(const Command& c, const CmdMadvise& m, Json&);
+  int exec_body(const Command& c, const CmdTouch& t, Json&);
+  int exec_body(const Command& c, const CmdWrite& w, Json&);
+  int exec_body(const Command& c, const CmdRead& r, Json&);
+  int exec_body(const Command& c, const CmdKhugepaged& k, Json&);
+  int exec_body(const Command& c, const CmdPrctl& p, Json&);
+  int exec_body(const Command& c, const CmdFork& f, Json&);
+  int exec_body(const Command& c, const CmdUse& u, Json&);
+  int exec_body(const Command& c, const CmdExit& e, Json&);
+  int exec_body(const Command& c, const CmdDevice& d, Json&);
+  int exec_body(const Command& c, const CmdDeviceOp& d, Json&);
+  int exec_body(const Command& c, const CmdDump& d, Json&);
+  int exec_body(const Command& c, const CmdExpectRc& e, Json&);
+  int exec_body(const Command& c, const CmdExpectVma& e, Json&);
+  int exec_body(const Command& c, const CmdExpectNovma& e, Json&);
+  int exec_body(const Command& c, const CmdExpectMapped& e, Json&);
+  int exec_body(const Command& c, const CmdExpectValue& e, Json&);
+  int exec_body(const Command& c, const CmdExpectEvents& e, Json&);
+  int exec_body(const Command& c, const CmdExpectDeviceFaults& e, Json&);
+  int exec_body(const Command& c, const CmdExpectOracleClean& e, Json&);
+
+  // The current mm; -ESRCH (as an rc) when there is none.
+  MmStruct* mm() const {
+    auto it = mms_.find(current_);
+    return it == mms_.end() ? nullptr : it->second.get();
+  }
+  VirtAddr eval(const Command& c, const AddrExpr& e) const {
+    uint64_t base = e.literal;
+    if (e.name) {
+      auto it = names_.find(*e.name);
+      if (it == names_.end())
+        throw Stop{where(c) + ": error: name '" + *e.name + "' is not bound (its mmap failed)", kExitFailed};
+      base = it->second;
+    }
+    return VirtAddr(base + static_cast<uint64_t>(e.offset));
+  }
+  std::string where(const Command& c) const { return script_.file + ":" + std::to_string(c.line); }
+  [[noreturn]] void expect_failed(const Command& c, const std::string& want, const std::string& found) const {
+    throw Stop{where(c) + ": expect failed: " + want + " / " + found, kExitFailed};
+  }
+
+  Json dump_vmas(MmStruct* mm);
+  Json dump_mappings(MmStruct* mm);
+  Json dump_stats();
+  void print_summary();
+
+  const Script& script_;
+  RunOptions opts_;
+  std::ostream& out_;
+  std::ostream& err_;
+  Machine machine_;
+  std::map<std::string, MmRef> mms_;
+  std::string current_;
+  std::map<std::string, uint64_t> names_;
+  int last_rc_ = 0;
+  int expects_held_ = 0;
+};
+
+int Runner::run() {
+  const auto& cmds = script_.commands;
+  try {
+    for (size_t i = 0; i < cmds.size(); i++) {
+      const Command& c = cmds[i];
+      Json extra = Json::object();
+      int rc = exec(c, extra);
+      if (opts_.json) {
+        Json line;
+        line["line"] = c.line;
+        line["cmd"] = c.cmd;
+        line["rc"] = rc;
+        if (rc < 0) line["errno"] = errno_name(rc) ? errno_name(rc) : "?";
+        for (auto& [k, v] : extra.items()) line[k] = v;
+        out_ << line.dump() << "\n";
+      } else if (std::holds_alternative<CmdDump>(c.body)) {
+        out_ << extra.dump(2) << "\n";
+      } else if (opts_.trace) {
+        out_ << "  " << c.line << ": " << c.cmd << " -> " << rc_name(rc);
+        if (extra.contains("value")) out_ << " value=" << extra["value"].get<std::string>();
+        out_ << "\n";
+      } else if (extra.contains("value") && std::holds_alternative<CmdRead>(c.body)) {
+        out_ << "read " << extra["addr"].get<std::string>() << " = " << extra["value"].get<std::string>() << "\n";
+      }
+      if (!std::holds_alternative<CmdExpectRc>(c.body)) last_rc_ = rc;
+      bool next_is_expect_rc = i + 1 < cmds.size() && std::holds_alternative<CmdExpectRc>(cmds[i + 1].body);
+      if (rc != 0 && !next_is_expect_rc)
+        throw Stop{where(c) + ": error: " + c.cmd + " failed: " + rc_name(rc), kExitFailed};
+    }
+  } catch (const Stop& s) {
+    out_.flush();
+    err_ << s.message << "\n";
+    return s.status;
+  }
+  if (!opts_.json && opts_.summary) print_summary();
+  return kExitOk;
+}
+
+int Runner::exec(const Command& c, Json& extra) {
+  return std::visit([&](const auto& body) { return exec_body(c, body, extra); }, c.body);
+}
+
+// ---- configuration and address space ----
+
+int Runner::exec_body(const Command&, const CmdSet& s, Json&) {
+  knob_apply(machine_, s.knob, s.value);
+  return 0;
+}
+
+int Runner::exec_body(const Command& c, const CmdMmap& m, Json& extra) {
+  MmStruct* mm = this->mm();
+  if (!mm) return -ESRCH;
+  int flags = (m.shared ? MAP_SHARED : MAP_PRIVATE) | (m.dax ? 0 : MAP_ANONYMOUS);
+  if (m.noreserve) flags |= MAP_NORESERVE;
+  VirtAddr addr(0);
+  if (m.at) {
+    addr = eval(c, *m.at);
+    flags |= m.fixed ? MAP_FIXED : MAP_FIXED_NOREPLACE;
+  }
+  MmapOpts opts;
+  opts.dax = m.dax;
+  opts.align = m.align;
+  if (m.file_prot) opts.file_prot = *m.file_prot;
+  Result<VirtAddr> r = do_mmap(mm, addr, m.len, m.prot, flags, 0, opts);
+  if (!r.ok()) return r.rc();
+  names_[m.name] = r->value();
+  extra["addr"] = hex(r->value());
+  return 0;
+}
+
+int Runner::exec_body(const Command& c, const CmdMunmap& m, Json&) {
+  MmStruct* mm = this->mm();
+  if (!mm) return -ESRCH;
+  return do_munmap(mm, eval(c, m.addr), m.len);
+}
+
+int Runner::exec_body(const Command& c, const CmdMremap&, Json&) {
+  throw Stop{where(c) + ": error: mremap is not available in this build", kExitFailed};
+}
+
+int Runner::exec_body(const Command& c, const CmdMprotect& m, Json&) {
+  MmStruct* mm = this->mm();
+  if (!mm) return -ESRCH;
+  return do_mprotect(mm, eval(c, m.addr), m.len, m.prot);
+}
+
+int Runner::exec_body(const Command& c, const CmdMadvise& m, Json&) {
+  MmStruct* mm = this->mm();
+  if (!mm) return -ESRCH;
+  return do_madvise(mm, eval(c, m.addr), m.len, m.advice);
+}
+
+int Runner::exec_body(const Command& c, const CmdTouch& t, Json&) {
+  MmStruct* mm = this->mm();
+  if (!mm) return -ESRCH;
+  return cpu_touch(mm, eval(c, t.addr), t.len, t.write ? Access::kWrite : Access::kRead, t.value);
+}
+
+int Runner::exec_body(const Command& c, const CmdWrite& w, Json&) {
+  MmStruct* mm = this->mm();
+  if (!mm) return -ESRCH;
+  uint64_t v = w.value;
+  VirtAddr a = eval(c, w.addr);
+  if (!a.is_aligned(PAGE_SIZE)) return -EINVAL;
+  return cpu_access(mm, a, Access::kWrite, &v);
+}
+
+int Runner::exec_body(const Command& c, const CmdRead& r, Json& extra) {
+  MmStruct* mm = this->mm();
+  if (!mm) return -ESRCH;
+  VirtAddr a = eval(c, r.addr);
+  if (!a.is_aligned(PAGE_SIZE)) return -EINVAL;
+  uint64_t v = 0;
+  int rc = cpu_access(mm, a, Access::kRead, &v);
+  if (rc) return rc;
+  extra["addr"] = hex(a.value());
+  extra["value"] = hex(v);
+  if (r.expect && *r.expect != v) expect_failed(c, "read " + hex(a.value()) + " = " + hex(*r.expect), hex(v));
+  return 0;
+}
+
+int Runner::exec_body(const Command& c, const CmdKhugepaged&, Json&) {
+  throw Stop{where(c) + ": error: khugepaged is not available in this build", kExitFailed};
+}
+
+int Runner::exec_body(const Command&, const CmdPrctl& p, Json&) {
+  MmStruct* mm = this->mm();
+  if (!mm) return -ESRCH;
+  switch (p.what) {
+    case CmdPrctl::What::kThpDisable:
+      return prctl_set_thp_disable(mm, 1, 0);
+    case CmdPrctl::What::kThpDisableExceptAdvised:
+      return prctl_set_thp_disable(mm, 1, PR_THP_DISABLE_EXCEPT_ADVISED);
+    case CmdPrctl::What::kThpEnable:
+      return prctl_set_thp_disable(mm, 0, 0);
+  }
+  return -EINVAL;
+}
+
+int Runner::exec_body(const Command& c, const CmdFork&, Json&) {
+  throw Stop{where(c) + ": error: fork is not available in this build", kExitFailed};
+}
+
+int Runner::exec_body(const Command&, const CmdUse& u, Json&) {
+  if (!mms_.count(u.name)) return -ESRCH;
+  current_ = u.name;
+  return 0;
+}
+
+int Runner::exec_body(const Command&, const CmdExit&, Json&) {
+  auto it = mms_.find(current_);
+  if (it == mms_.end()) return -ESRCH;
+  mms_.erase(it);  // mmput: release, then unmap everything
+  current_.clear();
+  return 0;
+}
+
+int Runner::exec_body(const Command& c, const CmdDevice&, Json&) {
+  throw Stop{where(c) + ": error: secondary MMUs are not available in this build", kExitFailed};
+}
+
+int Runner::exec_body(const Command& c, const CmdDeviceOp&, Json&) {
+  throw Stop{where(c) + ": error: secondary MMUs are not available in this build", kExitFailed};
+}
+
+// ---- observation ----
+
+Json Runner::dump_vmas(MmStruct* mm) {
+  Json vmas = Json::array();
+  if (!mm) return vmas;
+  for (const VmaReport& r : smaps_report(mm)) {
+    Json v;
+    v["start"] = hex(r.start.value());
+    v["end"] = hex(r.end.value());
+    v["prot"] = vma_prot_name(r.flags);
+    Json flags = Json::array();
+    for (const std::string& f : split(vm_flags_names(r.flags, r.anon, r.dax))) flags.push_back(f);
+    v["flags"] = flags;
+    v["rss"] = r.rss;
+    v["anon_huge"] = r.anon_huge;
+    v["thp_eligible"] = r.thp_eligible;
+    vmas.push_back(v);
+  }
+  return vmas;
+}
+
+Json Runner::dump_mappings(MmStruct* mm) {
+  Json maps = Json::array();
+  if (!mm) return maps;
+  for (const MappingRun& r : mapping_runs(mm)) {
+    Json m;
+    m["start"] = hex(r.start.value());
+    m["end"] = hex(r.end.value());
+    m["size"] = r.size_name();
+    m["level"] = level_name(r.level);
+    m["prot"] = prot_name(r.prot);
+    maps.push_back(m);
+  }
+  return maps;
+}
+
+Json Runner::dump_stats() {
+  Json s;
+  for (size_t i = 0; i < kNrVmEvents; i++) {
+    auto e = static_cast<VmEvent>(i);
+    s[std::string(vm_event_name(e))] = machine_.stats().get(e);
+  }
+  s["pages_in_use"] = machine_.mem().pages_in_use();
+  s["swap_used"] = machine_.swap().used();
+  return s;
+}
+
+int Runner::exec_body(const Command&, const CmdDump& d, Json& extra) {
+  auto want = [&](const char* part) {
+    if (d.parts.empty()) return true;
+    for (const std::string& p : d.parts)
+      if (p == part) return true;
+    return false;
+  };
+  if (d.label) extra["label"] = *d.label;
+  MmStruct* mm = this->mm();
+  if (want("vmas")) extra["vmas"] = dump_vmas(mm);
+  if (want("mappings")) extra["mappings"] = dump_mappings(mm);
+  if (want("devices")) extra["devices"] = Json::object();
+  if (want("stats")) extra["stats"] = dump_stats();
+  if (want("oracle")) extra["oracle"] = Json{{"violations", 0}, {"first", nullptr}};
+  return 0;
+}
+
+int Runner::exec_body(const Command& c, const CmdExpectRc& e, Json&) {
+  expects_held_++;
+  if (last_rc_ != e.rc) expect_failed(c, "rc " + rc_name(e.rc), "rc " + rc_name(last_rc_));
+  last_rc_ = 0;
+  return 0;
+}
+
+int Runner::exec_body(const Command& c, const CmdExpectVma& e, Json&) {
+  MmStruct* mm = this->mm();
+  VirtAddr start = eval(c, e.addr);
+  VirtAddr end = start + e.len;
+  std::string want = "vma " + hex(start.value()) + "-" + hex(end.value()) + " " + vma_prot_name(calc_vm_prot_bits(e.prot));
+  for (const std::string& f : e.flags) want += " " + f;
+  if (!mm) expect_failed(c, want, "no current mm");
+  std::vector<VmaReport> vmas = smaps_report(mm);
+  std::string found = "no VMA there";
+  for (const VmaReport& r : vmas) {
+    if (r.end <= start || r.start >= end) continue;
+    std::string names = vm_flags_names(r.flags, r.anon, r.dax);
+    found = "vma " + hex(r.start.value()) + "-" + hex(r.end.value()) + " " + vma_prot_name(r.flags) +
+            (names.empty() ? "" : " " + names);
+    if (r.start != start || r.end != end) break;
+    if ((r.flags & VM_ACCESS_FLAGS) != calc_vm_prot_bits(e.prot)) break;
+    std::vector<std::string> have = split(names);
+    for (const std::string& f : e.flags)
+      if (std::find(have.begin(), have.end(), f) == have.end()) expect_failed(c, want, found);
+    expects_held_++;
+    return 0;
+  }
+  expect_failed(c, want, found);
+}
+
+int Runner::exec_body(const Command& c, const CmdExpectNovma& e, Json&) {
+  MmStruct* mm = this->mm();
+  VirtAddr start = eval(c, e.addr);
+  VirtAddr end = start + e.len;
+  if (mm) {
+    for (const VmaReport& r : smaps_report(mm)) {
+      if (r.end <= start || r.start >= end) continue;
+      expect_failed(c, "no VMA in " + hex(start.value()) + "-" + hex(end.value()),
+                    "vma " + hex(r.start.value()) + "-" + hex(r.end.value()));
+    }
+  }
+  expects_held_++;
+  return 0;
+}
+
+int Runner::exec_body(const Command& c, const CmdExpectMapped& e, Json&) {
+  MmStruct* mm = this->mm();
+  VirtAddr start = eval(c, e.addr);
+  VirtAddr end = start + e.len;
+  std::string want = "mapped " + hex(start.value()) + "-" + hex(end.value()) + " " + e.size;
+  if (!mm) expect_failed(c, want, "no current mm");
+  std::vector<MappingRun> runs = mapping_runs(mm, start, end);
+  auto describe = [](const MappingRun& r) {
+    return hex(r.start.value()) + "-" + hex(r.end.value()) + " " + r.size_name() + "/" + level_name(r.level);
+  };
+  if (e.size == "none") {
+    if (!runs.empty()) expect_failed(c, want, "mapped " + describe(runs.front()));
+    expects_held_++;
+    return 0;
+  }
+  // SIZE[/LEVEL]: the natural level of a size is pte up to 1M, pmd for 2M,
+  // pud for 1G.
+  std::string size = e.size;
+  std::string level;
+  if (size.find('/') != std::string::npos) {
+    level = size.substr(size.find('/') + 1);
+    size = size.substr(0, size.find('/'));
+  }
+  if (level.empty()) level = size == "2M" || size == "zero2M" ? "pmd" : size == "1G" ? "pud" : "pte";
+  VirtAddr cursor = start;
+  for (const MappingRun& r : runs) {
+    if (r.start != cursor) expect_failed(c, want, "not mapped at " + hex(cursor.value()));
+    if (r.size_name() != size || level_name(r.level) != level) expect_failed(c, want, "mapped " + describe(r));
+    cursor = r.end;
+  }
+  if (cursor < end) expect_failed(c, want, "not mapped at " + hex(cursor.value()));
+  expects_held_++;
+  return 0;
+}
+
+int Runner::exec_body(const Command& c, const CmdExpectValue& e, Json&) {
+  MmStruct* mm = this->mm();
+  VirtAddr a = eval(c, e.addr);
+  std::string want = "value " + hex(a.value()) + " = " + hex(e.value);
+  if (!mm) expect_failed(c, want, "no current mm");
+  std::optional<uint64_t> v = peek_value(mm, a);
+  if (!v) expect_failed(c, want, "no VMA there");
+  if (*v != e.value) expect_failed(c, want, hex(*v));
+  expects_held_++;
+  return 0;
+}
+
+int Runner::exec_body(const Command& c, const CmdExpectEvents&, Json&) {
+  throw Stop{where(c) + ": error: secondary MMUs are not available in this build", kExitFailed};
+}
+
+int Runner::exec_body(const Command& c, const CmdExpectDeviceFaults&, Json&) {
+  throw Stop{where(c) + ": error: secondary MMUs are not available in this build", kExitFailed};
+}
+
+int Runner::exec_body(const Command&, const CmdExpectOracleClean&, Json&) {
+  expects_held_++;
+  return 0;
+}
+
+// The readable end-of-run report: /proc/PID/maps-style VMAs and mapping runs
+// of every live mm, and the main counters.
+void Runner::print_summary() {
+  out_ << "== " << script_.file << ": " << script_.commands.size() << " commands, " << expects_held_
+       << " expectations held ==\n";
+  for (auto& [name, ref] : mms_) {
+    MmStruct* mm = ref.get();
+    out_ << "mm " << name << (name == current_ ? " (current)" : "") << ":\n";
+    for (const VmaReport& r : smaps_report(mm)) {
+      char line[160];
+      std::snprintf(line, sizeof line, "  %012" PRIx64 "-%012" PRIx64 " %s%c %08" PRIx64 " ", r.start.value(),
+                    r.end.value(), vma_prot_name(r.flags).c_str(), (r.flags & VM_MAYSHARE) ? 's' : 'p',
+                    r.anon ? uint64_t{0} : r.pgoff << PAGE_SHIFT);
+      out_ << line << vm_flags_names(r.flags, r.anon, r.dax) << "  rss=" << size_name(r.rss)
+           << " anon_huge=" << size_name(r.anon_huge) << (r.thp_eligible ? " thp_eligible" : "") << "\n";
+    }
+    for (const MappingRun& r : mapping_runs(mm)) {
+      char line[128];
+      std::snprintf(line, sizeof line, "    mapped %012" PRIx64 "-%012" PRIx64 " %-6s %s %s\n", r.start.value(),
+                    r.end.value(), r.size_name().c_str(), level_name(r.level), prot_name(r.prot).c_str());
+      out_ << line;
+    }
+  }
+  const VmStats& s = machine_.stats();
+  out_ << "stats: faults=" << s.get(VmEvent::pgfault) << " thp_fault_alloc=" << s.get(VmEvent::thp_fault_alloc)
+       << " thp_split_pmd=" << s.get(VmEvent::thp_split_pmd) << " tlb_flush=" << s.get(VmEvent::tlb_flush)
+       << " notifier ranges: unmap=" << s.get(VmEvent::notifier_range_unmap)
+       << " clear=" << s.get(VmEvent::notifier_range_clear)
+       << " protection_vma=" << s.get(VmEvent::notifier_range_protection_vma) << "\n";
+}
+
+}  // namespace
+
+int run_script_text(const std::string& text, const std::string& file, const RunOptions& options,
+                    std::ostream& out, std::ostream& err) {
+  std::variant<Script, ParseError> parsed = parse_script(text, file);
+  if (const ParseError* e = std::get_if<ParseError>(&parsed)) {
+    err << file << ":" << e->line << ": error: " << e->message << "\n";
+    return kExitBadScript;
+  }
+  Runner runner(std::get<Script>(parsed), options, out, err);
+  return runner.run();
+}
+
+int run_script_file(const std::string& path, const RunOptions& options, std::ostream& out, std::ostream& err) {
+  std::stringstream buf;
+  if (path == "-") {
+    buf << std::cin.rdbuf();
+  } else {
+    std::ifstream in(path);
+    if (!in) {
+      err << path << ": error: cannot read the script\n";
+      return kExitBadScript;
+    }
+    buf << in.rdbuf();
+  }
+  return run_script_text(buf.str(), path, options, out, err);
+}
+
+}  // namespace smm::sim
