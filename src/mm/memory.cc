@@ -47,8 +47,9 @@ void folio_remove_rmap_leaf(Folio folio, uint64_t first, uint64_t nr) {
 }
 
 MmCounter mm_counter_of(Folio folio) {
-  if (folio.test(PG_anon)) return MM_ANONPAGES;
-  if (folio.test(PG_devmap)) return MM_FILEPAGES;
+  uint32_t flags = folio.flags();
+  if (flags & PG_anon) return MM_ANONPAGES;
+  if (flags & PG_devmap) return MM_FILEPAGES;
   return MM_SHMEMPAGES;
 }
 
@@ -181,7 +182,9 @@ bool wp_can_reuse_anon_folio(Folio folio) {
   // preferred so the large folio can be freed.
   int64_t mapcount = folio.total_mapcount();
   if (mapcount <= 1) return false;
-  if (folio.test(PG_swapcache)) return false;
+  // Linux asks whether one MM maps it (folio->_mm_id); after fork every page
+  // is mapped twice, which the per-page mapcounts show.
+  if (folio.maybe_mapped_shared() || folio.test(PG_swapcache)) return false;
   return mapcount == folio.refcount();
 }
 
@@ -465,6 +468,7 @@ void zap_pte_range(MmuGather* tlb, VmArea* vma, const PtSlot& pmd, PageTable* ta
   VirtAddr range_start = addr;
   while (addr < end) {
     bool force_flush = false;
+    int64_t rss[NR_MM_COUNTERS] = {};  // add_mm_rss_vec at the end
     {
       SpinLocker l(table->ptl);
       for (; addr < end; addr += PAGE_SIZE) {
@@ -474,7 +478,7 @@ void zap_pte_range(MmuGather* tlb, VmArea* vma, const PtSlot& pmd, PageTable* ta
         if (e.is_swap()) {
           slot.set(Pte::none());
           swap_free_entry(m, e);
-          mm->add_rss(MM_SWAPENTS, -1);
+          rss[MM_SWAPENTS]--;
           continue;
         }
         Pte old = pt_get_and_clear(mm, addr, slot);
@@ -482,7 +486,7 @@ void zap_pte_range(MmuGather* tlb, VmArea* vma, const PtSlot& pmd, PageTable* ta
         if (old.special()) continue;  // the zero page
         Folio folio = m.mem().pfn_folio(old.pfn());
         folio_remove_rmap_ptes(folio, old.pfn() - folio.pfn(), 1);
-        mm->add_rss(mm_counter_of(folio), -1);
+        rss[mm_counter_of(folio)]--;
         if (old.dirty() && !folio.test(PG_anon)) folio.set(PG_dirty);
         if (tlb->remove_folio_pages(folio, 1)) {
           force_flush = true;
@@ -493,6 +497,8 @@ void zap_pte_range(MmuGather* tlb, VmArea* vma, const PtSlot& pmd, PageTable* ta
       // The batch is full: flush the TLB before the PTL is dropped.
       if (force_flush) tlb->flush_tlbonly();
     }
+    for (unsigned c = 0; c < NR_MM_COUNTERS; c++)
+      if (rss[c]) mm->add_rss(static_cast<MmCounter>(c), rss[c]);
     if (force_flush) tlb->flush();
   }
 

@@ -116,6 +116,10 @@ int do_vmi_align_munmap(MmStruct* mm, VmArea* vma, VirtAddr start, VirtAddr end)
 
 }  // namespace
 
+Result<VirtAddr> do_mmap_find_area(MmStruct* mm, uint64_t len, uint64_t align) {
+  return unmapped_area_topdown(mm, len, align);
+}
+
 int do_munmap_locked(MmStruct* mm, VirtAddr start, uint64_t len) {
   if (!start.is_aligned(PAGE_SIZE) || start.value() > TASK_SIZE || len > TASK_SIZE - start.value())
     return -EINVAL;

@@ -351,31 +351,34 @@ Result<VmArea*> vma_modify_flags(MmStruct* mm, VmArea* vma, VirtAddr start, Virt
 // ---- new mappings ----
 
 VmArea* vma_merge_new_range(MmStruct* mm, VirtAddr start, VirtAddr end, vm_flags_t flags,
-                            uint64_t pgoff, const std::shared_ptr<VmFile>& file) {
+                            uint64_t pgoff, const std::shared_ptr<VmFile>& file, const VmArea* src) {
   if (flags & VM_SPECIAL) return nullptr;
   VmArea* next = mm->mm_mt.find(start);
   VmArea* prev = mm->mm_mt.prev_of(start);
   if (next && next->vm_start < end) return nullptr;  // not a free range
-  MergeCandidate c{start, end, flags, pgoff, file, nullptr, nullptr};
+  MergeCandidate c{start, end, flags, pgoff, file, src ? src->anon_vma.load() : nullptr, src};
   bool left = can_merge_left(c, prev);
   bool right = can_merge_right(c, next, prev, left);
   if (!left && !right) return nullptr;
   mm->machine().stats().count(VmEvent::vma_merge);
+  VmArea* merged;
   if (left && right) {
     dup_anon_vma(prev, next);
     prev->vm_end = next->vm_end;
     remove_vma_locked(mm, next);
-    return prev;
-  }
-  if (left) {
+    merged = prev;
+  } else if (left) {
     prev->vm_end = end;
-    return prev;
+    merged = prev;
+  } else {
+    VirtAddr old_start = next->vm_start;
+    next->vm_start = start;
+    next->vm_pgoff = pgoff;
+    mm->mm_mt.rekey(next, old_start);
+    merged = next;
   }
-  VirtAddr old_start = next->vm_start;
-  next->vm_start = start;
-  next->vm_pgoff = pgoff;
-  mm->mm_mt.rekey(next, old_start);
-  return next;
+  dup_anon_vma(merged, src);
+  return merged;
 }
 
 }  // namespace smm

@@ -4,6 +4,7 @@
 
 #include "shadowmm/pgtable/mmu_gather.h"
 
+#include "shadowmm/mm/machine.h"
 #include "shadowmm/mm/mm_struct.h"
 #include "shadowmm/pgtable/tlb.h"
 
@@ -23,7 +24,11 @@ void MmuGather::remove_tlb_entry(VirtAddr addr, uint64_t size) {
 }
 
 bool MmuGather::remove_folio_pages(Folio folio, int32_t nr_refs) {
-  folios_.push_back(Entry{folio, nr_refs});
+  // Consecutive pages of one folio share an entry (a folio batch).
+  if (!folios_.empty() && folios_.back().folio == folio)
+    folios_.back().refs += nr_refs;
+  else
+    folios_.push_back(Entry{folio, nr_refs});
   return folios_.size() >= kMaxBatch;
 }
 
@@ -53,7 +58,12 @@ void MmuGather::flush() {
   // one): only now may the references go.
   std::vector<Entry> folios;
   folios.swap(folios_);
-  for (const Entry& e : folios) e.folio.put(e.refs);
+  // release_pages: drop the references, free the folios that hit zero under
+  // one zone lock.
+  std::vector<Pfn> to_free;
+  for (const Entry& e : folios)
+    if (e.folio.put_testzero(e.refs)) to_free.push_back(e.folio.pfn());
+  if (!to_free.empty()) mm_->machine().mem().free_folios(to_free.data(), to_free.size());
   std::vector<PageTable*> tables;
   tables.swap(tables_);
   for (PageTable* t : tables) pt_free_table(mm_, t);

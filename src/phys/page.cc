@@ -23,10 +23,14 @@ void Folio::get(int32_t n) const {
 }
 
 void Folio::put(int32_t n) const {
-  if (test(PG_reserved)) return;
+  if (put_testzero(n)) mem_->free_folio(pfn_);
+}
+
+bool Folio::put_testzero(int32_t n) const {
+  if (test(PG_reserved)) return false;
   int32_t old = aref(mem_->page(pfn_).refcount).fetch_sub(n, std::memory_order_acq_rel);
   VM_BUG_ON(old < n);
-  if (old == n) mem_->free_folio(pfn_);
+  return old == n;
 }
 
 int32_t Folio::page_mapcount(uint64_t i) const { return aref(mem_->page(pfn_ + i).mapcount).load(kRelaxed); }
@@ -71,6 +75,7 @@ bool Folio::maybe_mapped_shared() const {
   return false;
 }
 
+uint32_t Folio::flags() const { return aref(mem_->page(pfn_).info).load(kRelaxed) & kPageFlagMask; }
 bool Folio::test(PageFlag f) const { return aref(mem_->page(pfn_).info).load(kRelaxed) & f; }
 void Folio::set(PageFlag f) const { aref(mem_->page(pfn_).info).fetch_or(f, kRelaxed); }
 void Folio::clear(PageFlag f) const { aref(mem_->page(pfn_).info).fetch_and(~uint32_t{f}, kRelaxed); }

@@ -131,7 +131,7 @@ Result<Folio> FrameAllocator::alloc_folio(unsigned order, uint32_t flags, AllocZ
   return Folio(this, Pfn(pfn));
 }
 
-void FrameAllocator::free_folio(Pfn head) {
+unsigned FrameAllocator::prepare_free(Pfn head) {
   Folio folio(this, head);
   VM_BUG_ON(folio.test(PG_reserved));
   if (free_observer_) free_observer_(folio);
@@ -145,11 +145,13 @@ void FrameAllocator::free_folio(Pfn head) {
     aref(p.info).store(make_info(0, 0, static_cast<uint16_t>(gen + 1)), std::memory_order_relaxed);
     aref(p.refcount).store(0, std::memory_order_relaxed);
   }
-  pages_in_use_.fetch_sub(nr, std::memory_order_relaxed);
+  return order;
+}
 
-  SpinLocker l(zone_lock_);
+void FrameAllocator::merge_free_locked(uint64_t pfn, unsigned order) {
   stats_.frees++;
-  stats_.pages_in_use -= nr;
+  stats_.pages_in_use -= 1ull << order;
+  // __free_one_page: merge with the buddy while it is free at the same order.
   while (order < MAX_FOLIO_ORDER) {
     uint64_t buddy = pfn ^ (1ull << order);
     if (buddy >= nr_frames_) break;
@@ -160,6 +162,30 @@ void FrameAllocator::free_folio(Pfn head) {
     order++;
   }
   list_add_locked(pfn, order);
+}
+
+void FrameAllocator::free_folio(Pfn head) {
+  unsigned order = prepare_free(head);
+  pages_in_use_.fetch_sub(1ull << order, std::memory_order_relaxed);
+  SpinLocker l(zone_lock_);
+  merge_free_locked(head.value(), order);
+}
+
+void FrameAllocator::free_folios(const Pfn* heads, size_t n) {
+  if (n == 0) return;
+  unsigned orders[64];
+  for (size_t done = 0; done < n;) {
+    size_t batch = std::min<size_t>(n - done, 64);
+    uint64_t pages = 0;
+    for (size_t i = 0; i < batch; i++) {
+      orders[i] = prepare_free(heads[done + i]);
+      pages += 1ull << orders[i];
+    }
+    pages_in_use_.fetch_sub(pages, std::memory_order_relaxed);
+    SpinLocker l(zone_lock_);
+    for (size_t i = 0; i < batch; i++) merge_free_locked(heads[done + i].value(), orders[i]);
+    done += batch;
+  }
 }
 
 void FrameAllocator::inject_failures(uint32_t order_mask, uint64_t times, uint64_t after) {

@@ -18,11 +18,15 @@ Result<uint64_t> SwapSpace::alloc(uint64_t value) {
     free_.pop_back();
   } else if (next_ <= nr_slots_) {
     off = next_++;
-    if (values_.size() <= off) values_.resize(off + 1);
+    if (values_.size() <= off) {
+      values_.resize(off + 1);
+      counts_.resize(off + 1);
+    }
   } else {
     return Err{ENOMEM};
   }
   values_[off] = value;
+  counts_[off] = 1;
   used_++;
   return off;
 }
@@ -33,11 +37,24 @@ uint64_t SwapSpace::read(uint64_t offset) const {
   return values_[offset];
 }
 
+void SwapSpace::dup(uint64_t offset) {
+  SpinLocker l(lock_);
+  VM_BUG_ON(offset == 0 || offset >= counts_.size() || counts_[offset] == 0);
+  counts_[offset]++;
+}
+
 void SwapSpace::free(uint64_t offset) {
   SpinLocker l(lock_);
-  VM_BUG_ON(offset == 0 || offset >= values_.size() || used_ == 0);
+  VM_BUG_ON(offset == 0 || offset >= counts_.size() || counts_[offset] == 0);
+  if (--counts_[offset]) return;
   free_.push_back(offset);
   used_--;
+}
+
+uint32_t SwapSpace::count(uint64_t offset) const {
+  SpinLocker l(lock_);
+  VM_BUG_ON(offset == 0 || offset >= counts_.size());
+  return counts_[offset];
 }
 
 uint64_t SwapSpace::used() const {

@@ -22,6 +22,8 @@
 #include "shadowmm/mm/memory.h"
 #include "shadowmm/mm/mmap.h"
 #include "shadowmm/mm/mprotect.h"
+#include "shadowmm/mm/fork.h"
+#include "shadowmm/mm/mremap.h"
 #include "shadowmm/mm/prctl.h"
 #include "shadowmm/mm/task_mmu.h"
 #include "shadowmm/sim/knobs.h"
@@ -221,8 +223,19 @@ int Runner::exec_body(const Command& c, const CmdMunmap& m, Json&) {
   return do_munmap(mm, eval(c, m.addr), m.len);
 }
 
-int Runner::exec_body(const Command& c, const CmdMremap&, Json&) {
-  throw Stop{where(c) + ": error: mremap is not available in this build", kExitFailed};
+int Runner::exec_body(const Command& c, const CmdMremap& m, Json& extra) {
+  MmStruct* mm = this->mm();
+  if (!mm) return -ESRCH;
+  VirtAddr old_addr = eval(c, m.addr);
+  int flags = (m.maymove ? MREMAP_MAYMOVE : 0) | (m.at ? MREMAP_FIXED : 0);
+  VirtAddr new_addr = m.at ? eval(c, *m.at) : VirtAddr(0);
+  Result<VirtAddr> r = do_mremap(mm, old_addr, m.len, m.new_len, flags, new_addr);
+  if (!r.ok()) return r.rc();
+  // A name bound to the old start follows the mapping.
+  for (auto& [name, a] : names_)
+    if (a == old_addr.value()) a = r->value();
+  extra["addr"] = hex(r->value());
+  return 0;
 }
 
 int Runner::exec_body(const Command& c, const CmdMprotect& m, Json&) {
@@ -284,8 +297,13 @@ int Runner::exec_body(const Command&, const CmdPrctl& p, Json&) {
   return -EINVAL;
 }
 
-int Runner::exec_body(const Command& c, const CmdFork&, Json&) {
-  throw Stop{where(c) + ": error: fork is not available in this build", kExitFailed};
+int Runner::exec_body(const Command&, const CmdFork& f, Json&) {
+  MmStruct* mm = this->mm();
+  if (!mm) return -ESRCH;
+  Result<MmStruct*> child = dup_mm(mm, f.name);
+  if (!child.ok()) return child.rc();
+  mms_.emplace(f.name, MmRef(*child));
+  return 0;
 }
 
 int Runner::exec_body(const Command&, const CmdUse& u, Json&) {

@@ -43,6 +43,10 @@ Result<VirtAddr> do_mmap(MmStruct* mm, VirtAddr addr, uint64_t len, int prot, in
 int do_munmap(MmStruct* mm, VirtAddr start, uint64_t len) EXCLUDES(mm->mmap_lock);
 int do_munmap_locked(MmStruct* mm, VirtAddr start, uint64_t len) REQUIRES(mm->mmap_lock);
 
+// Linux: get_unmapped_area without a hint: the highest free range of `len`
+// bytes aligned to `align` below mm->mmap_base. ENOMEM when none.
+Result<VirtAddr> do_mmap_find_area(MmStruct* mm, uint64_t len, uint64_t align) REQUIRES(mm->mmap_lock);
+
 // Linux: exit_mmap. Releases notifier subscriptions, unmaps everything under
 // one UNMAP range [0, ULONG_MAX), frees the page tables and the VMAs.
 void exit_mmap(MmStruct* mm) EXCLUDES(mm->mmap_lock);

@@ -36,10 +36,13 @@ Result<VmArea*> vma_modify_flags(MmStruct* mm, VmArea* vma, VirtAddr start, Virt
                                  vm_flags_t new_flags) REQUIRES(mm->mmap_lock);
 
 // Linux: vma_merge_new_range + vma_expand. Tries to add a new mapping
-// [start, end) with the given properties by extending a neighbour. Returns
-// the VMA that now covers it, or nullptr when no merge is possible.
+// [start, end) with the given properties by extending a neighbour. `src` is
+// the VMA the range's pages come from (mremap's copy_vma), whose anon_vma
+// must be compatible, or nullptr for a fresh mapping. Returns the VMA that
+// now covers the range (holding src's anon_vma), or nullptr when no merge
+// is possible.
 VmArea* vma_merge_new_range(MmStruct* mm, VirtAddr start, VirtAddr end, vm_flags_t flags,
-                            uint64_t pgoff, const std::shared_ptr<VmFile>& file)
+                            uint64_t pgoff, const std::shared_ptr<VmFile>& file, const VmArea* src = nullptr)
     REQUIRES(mm->mmap_lock);
 
 // Linux: vma_adjust_trans_huge. Splits the PMD mapping around each of

@@ -85,6 +85,9 @@ class Folio {
   int32_t refcount() const;
   void get(int32_t n = 1) const;
   void put(int32_t n = 1) const;
+  // Linux: folio_put_testzero. Drops references; true when that was the
+  // last one and the caller must free the folio (FrameAllocator::free_folios).
+  [[nodiscard]] bool put_testzero(int32_t n = 1) const;
 
   // Mapcounts. page_mapcount(i) counts PTE mappings of page i only;
   // entire_mapcount() counts PMD/PUD mappings of the whole folio.
@@ -100,6 +103,7 @@ class Folio {
   bool maybe_mapped_shared() const;
 
   // Folio-wide flags (head page).
+  uint32_t flags() const;
   bool test(PageFlag f) const;
   void set(PageFlag f) const;
   void clear(PageFlag f) const;

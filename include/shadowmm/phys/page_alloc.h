@@ -64,6 +64,9 @@ class FrameAllocator {
   // Returns a folio whose refcount dropped to zero to the free lists. Called by
   // Folio::put; direct calls are for the allocator's own tests.
   void free_folio(Pfn head) EXCLUDES(zone_lock_);
+  // Frees several folios (each with refcount zero) under one acquisition of
+  // the zone lock (Linux: free_unref_folios, as release_pages uses it).
+  void free_folios(const Pfn* heads, size_t n) EXCLUDES(zone_lock_);
 
   // Fault injection, per allocator (so per test): after `after` more
   // successful allocations of an order in `order_mask`, the next `times`
@@ -101,6 +104,9 @@ class FrameAllocator {
   void check_invariants() const EXCLUDES(zone_lock_);
 
  private:
+  // Marks a folio's pages free (generation bump); returns its order.
+  unsigned prepare_free(Pfn head);
+  void merge_free_locked(uint64_t pfn, unsigned order) REQUIRES(zone_lock_);
   void list_add_locked(uint64_t pfn, unsigned order) REQUIRES(zone_lock_);
   void list_del_locked(uint64_t pfn, unsigned order) REQUIRES(zone_lock_);
   bool should_fail_locked(unsigned order) REQUIRES(zone_lock_);
