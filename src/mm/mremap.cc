@@ -27,9 +27,7 @@ bool move_ptes(MmStruct* mm, PageTable* src_table, VirtAddr old_addr, VirtAddr n
   PtSlot dst = pt_alloc(mm, new_addr, PTE_LEVEL);
   VM_BUG_ON(!dst);
   bool flush = false;
-  SpinLocker sl(src_table->ptl);
-  bool same = dst.table == src_table;
-  if (!same) dst.table->ptl.lock_nested(1);
+  SpinLockerPair l(src_table->ptl, dst.table->ptl);
   for (uint64_t off = 0; off < len; off += PAGE_SIZE) {
     PtSlot s{src_table, &src_table->entries[(old_addr + off).index(PTE_LEVEL)], &src_table->ptl};
     PtSlot d{dst.table, &dst.table->entries[(new_addr + off).index(PTE_LEVEL)], dst.ptl};
@@ -39,7 +37,6 @@ bool move_ptes(MmStruct* mm, PageTable* src_table, VirtAddr old_addr, VirtAddr n
     flush |= e.is_leaf();
     pt_set_entry(mm, new_addr + off, d, e);
   }
-  if (!same) dst.table->ptl.unlock();
   return flush;
 }
 
@@ -68,12 +65,9 @@ void move_page_tables(MmStruct* mm, VmArea* old_vma, VmArea* new_vma, VirtAddr o
         // move_huge_pmd: the whole leaf moves.
         PtSlot dst = pt_alloc(mm, n, PMD_LEVEL);
         VM_BUG_ON(!dst);
-        SpinLocker l(*pmd.ptl);
-        bool same = dst.table == pmd.table;
-        if (!same) dst.ptl->lock_nested(1);
+        SpinLockerPair l(*pmd.ptl, *dst.ptl);
         Pte moved = pt_get_and_clear(mm, o, pmd);
         pt_set_entry(mm, n, dst, moved);
-        if (!same) dst.ptl->unlock();
         flush = true;
         off += extent;
         continue;

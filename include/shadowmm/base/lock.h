@@ -198,6 +198,29 @@ class SCOPED_CAPABILITY SpinLocker {
   SpinLock& l_;
 };
 
+// Holds `first`, and `second` nested unless it is the same lock: two page
+// table locks that may coincide (move_ptes, move_huge_pmd).
+class SCOPED_CAPABILITY SpinLockerPair {
+ public:
+  // The analysis cannot see that the second lock is skipped when it is the
+  // first one; both are held for the guard's lifetime either way.
+  SpinLockerPair(SpinLock& first, SpinLock& second) ACQUIRE(first, second) NO_THREAD_SAFETY_ANALYSIS
+      : first_(first), second_(&second == &first ? nullptr : &second) {
+    first_.lock();
+    if (second_) second_->lock_nested(1);
+  }
+  ~SpinLockerPair() RELEASE() NO_THREAD_SAFETY_ANALYSIS {
+    if (second_) second_->unlock();
+    first_.unlock();
+  }
+  SpinLockerPair(const SpinLockerPair&) = delete;
+  SpinLockerPair& operator=(const SpinLockerPair&) = delete;
+
+ private:
+  SpinLock& first_;
+  SpinLock* second_;
+};
+
 class SCOPED_CAPABILITY ReadLocker {
  public:
   explicit ReadLocker(RwSem& s) ACQUIRE_SHARED(s) : s_(s) { s_.read_lock(); }
