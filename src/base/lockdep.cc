@@ -17,7 +17,8 @@ std::atomic<SchedHook> g_sched_hook{nullptr};
 namespace {
 
 std::atomic<LockdepHandler> g_handler{nullptr};
-std::atomic<SleepObserver> g_sleep_observer{nullptr};
+thread_local CallbackScope* t_callback = nullptr;
+thread_local int t_nonblock = 0;
 
 void report(LockdepReport::Kind kind, std::string message) {
   LockdepReport r{kind, std::move(message)};
@@ -50,13 +51,26 @@ thread_local HeldStack t_held;
 
 LockdepHandler lockdep_set_handler(LockdepHandler handler) { return g_handler.exchange(handler); }
 
-SleepObserver set_sleep_observer(SleepObserver observer) {
-  return g_sleep_observer.exchange(observer);
+CallbackScope::CallbackScope(const void* sub, bool nonblock, Reporter reporter, void* ctx)
+    : sub_(sub), nonblock_(nonblock), reporter_(reporter), ctx_(ctx), outer_(t_callback) {
+  t_callback = this;
+  if (nonblock_) t_nonblock++;
 }
 
+CallbackScope::~CallbackScope() {
+  if (nonblock_) t_nonblock--;
+  t_callback = outer_;
+}
+
+const CallbackScope* CallbackScope::current() { return t_callback; }
+
 void might_sleep(const char* what) {
-  if (!preempt::in_atomic()) return;
-  if (SleepObserver o = g_sleep_observer.load()) o(what);
+  if (!preempt::in_atomic() && t_nonblock == 0) return;
+  if (CallbackScope* cb = t_callback) {
+    // A subscriber's callback slept where it must not: the oracle's E10.
+    if (cb->reporter_) cb->reporter_(cb->ctx_, cb->sub_, what);
+    return;
+  }
   report(LockdepReport::Kind::kSleepInAtomic,
          std::string("sleeping function called from invalid context: ") + what);
 }
@@ -131,8 +145,15 @@ void assert_held(const void* lock, const char* name) {
 }
 
 int held_count() { return t_held.depth; }
+
+bool holds_rank(LockRank rank) {
+  for (int i = 0; i < t_held.depth; i++)
+    if (t_held.locks[i].rank == rank) return true;
+  return false;
+}
 #else
 int held_count() { return 0; }
+bool holds_rank(LockRank) { return false; }
 #endif
 
 }  // namespace lockdep

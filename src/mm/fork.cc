@@ -14,6 +14,7 @@
 #include "shadowmm/mm/fork.h"
 
 #include "shadowmm/mm/machine.h"
+#include "shadowmm/mm/mm_observer.h"
 #include "shadowmm/mm/memory.h"
 #include "shadowmm/mm/vma.h"
 #include "shadowmm/notifier/mmu_notifier.h"
@@ -146,6 +147,7 @@ void copy_page_range(const CopyCtx& c) {
 }  // namespace
 
 Result<MmStruct*> dup_mm(MmStruct* oldmm, std::string name) {
+  MmOpScope op("fork");
   Machine& m = oldmm->machine();
   MmStruct* mm = MmStruct::create(m, std::move(name));
   {

@@ -6,6 +6,8 @@
 
 namespace smm {
 
+thread_local MmOpScope* MmOpScope::current_ = nullptr;
+
 Machine::Machine(MachineConfig config)
     : mem_(config.memory_bytes >> PAGE_SHIFT), swap_(config.swap_bytes >> PAGE_SHIFT) {
   // The zero pages exist for the machine's lifetime (empty_zero_page and the

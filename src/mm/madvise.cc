@@ -20,6 +20,7 @@
 
 #include "shadowmm/mm/gup.h"
 #include "shadowmm/mm/machine.h"
+#include "shadowmm/mm/mm_observer.h"
 #include "shadowmm/mm/vma.h"
 #include "shadowmm/mm/memory.h"
 #include "shadowmm/mm/swap.h"
@@ -341,6 +342,7 @@ int madvise_walk_vmas(MmuGather* tlb, MmStruct* mm, VirtAddr start, VirtAddr end
 }  // namespace
 
 int do_madvise(MmStruct* mm, VirtAddr start, uint64_t len_in, int advice) {
+  MmOpScope op("madvise");
   if (!madvise_behavior_valid(advice)) return -EINVAL;
   if (!start.is_aligned(PAGE_SIZE)) return -EINVAL;
   uint64_t len = align_up(len_in, PAGE_SIZE);

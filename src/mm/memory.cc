@@ -13,6 +13,7 @@
 #include "shadowmm/mm/memory.h"
 
 #include "shadowmm/mm/machine.h"
+#include "shadowmm/mm/mm_observer.h"
 #include "shadowmm/mm/vma.h"
 #include "shadowmm/mm/swap.h"
 #include "shadowmm/notifier/mmu_notifier.h"
@@ -420,6 +421,7 @@ bool try_access(MmStruct* mm, VirtAddr addr, Access access, uint64_t* value) {
 }  // namespace
 
 int cpu_access(MmStruct* mm, VirtAddr addr, Access access, uint64_t* value) {
+  MmOpScope op(access == Access::kWrite ? "cpu write" : "cpu read");
   ReadLocker l(mm->mmap_lock);
   VmArea* vma = mm->mm_mt.lookup(addr);
   if (!vma || access_error(vma, access)) return -EFAULT;

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "shadowmm/mm/machine.h"
+#include "shadowmm/mm/mm_observer.h"
 #include "shadowmm/mm/vma.h"
 #include "shadowmm/mm/memory.h"
 #include "shadowmm/notifier/mmu_notifier.h"
@@ -131,6 +132,7 @@ int do_munmap_locked(MmStruct* mm, VirtAddr start, uint64_t len) {
 }
 
 int do_munmap(MmStruct* mm, VirtAddr start, uint64_t len) {
+  MmOpScope op("munmap");
   MmapWriteLock l(mm);
   return do_munmap_locked(mm, start, len);
 }
@@ -227,12 +229,14 @@ Result<VirtAddr> do_mmap_locked(MmStruct* mm, VirtAddr addr, uint64_t len, int p
 
 Result<VirtAddr> do_mmap(MmStruct* mm, VirtAddr addr, uint64_t len, int prot, int flags, uint64_t offset,
                          const MmapOpts& opts) {
+  MmOpScope op("mmap");
   if (!is_aligned(offset, PAGE_SIZE)) return Err{EINVAL};  // sys_mmap
   MmapWriteLock l(mm);
   return do_mmap_locked(mm, addr, len, prot, flags, offset >> PAGE_SHIFT, opts);
 }
 
 void exit_mmap(MmStruct* mm) {
+  MmOpScope op("exit");
   mmu_notifier_release(mm);
   MmapWriteLock l(mm);
   std::vector<VmArea*> vmas;

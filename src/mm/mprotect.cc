@@ -17,6 +17,7 @@
 #include "shadowmm/mm/mprotect.h"
 
 #include "shadowmm/mm/machine.h"
+#include "shadowmm/mm/mm_observer.h"
 #include "shadowmm/mm/vma.h"
 #include "shadowmm/mm/uapi.h"
 #include "shadowmm/notifier/mmu_notifier.h"
@@ -182,6 +183,7 @@ int mprotect_fixup(MmuGather* tlb, MmStruct* mm, VmArea** pvma, VirtAddr start, 
 }  // namespace
 
 int do_mprotect(MmStruct* mm, VirtAddr start, uint64_t len, int prot) {
+  MmOpScope op("mprotect");
   int grows = prot & (PROT_GROWSDOWN | PROT_GROWSUP);
   prot &= ~grows;
   if (grows == (PROT_GROWSDOWN | PROT_GROWSUP)) return -EINVAL;

@@ -9,6 +9,7 @@
 #include "shadowmm/mm/mremap.h"
 
 #include "shadowmm/mm/machine.h"
+#include "shadowmm/mm/mm_observer.h"
 #include "shadowmm/mm/memory.h"
 #include "shadowmm/mm/mmap.h"
 #include "shadowmm/mm/vma.h"
@@ -114,6 +115,7 @@ Result<VirtAddr> move_vma(MmStruct* mm, VmArea* vma, VirtAddr old_addr, uint64_t
 
 Result<VirtAddr> do_mremap(MmStruct* mm, VirtAddr addr, uint64_t old_len, uint64_t new_len, int flags,
                            VirtAddr new_addr) {
+  MmOpScope op("mremap");
   old_len = align_up(old_len, PAGE_SIZE);
   new_len = align_up(new_len, PAGE_SIZE);
   if (flags & ~(MREMAP_FIXED | MREMAP_MAYMOVE)) return Err{EINVAL};

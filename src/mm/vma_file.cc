@@ -25,8 +25,12 @@ VmFile::VmFile(Machine& machine, Kind kind, uint64_t nr_pages, VirtAddr map_star
       pud_aligned_index_((map_start.align_up(PUD_SIZE) - map_start) >> PAGE_SHIFT) {}
 
 VmFile::~VmFile() {
-  SpinLocker l(lock_);
-  for (auto& [index, folio] : pages_) folio.put();
+  std::unordered_map<uint64_t, Folio> pages;
+  {
+    SpinLocker l(lock_);
+    pages.swap(pages_);
+  }
+  for (auto& [index, folio] : pages) folio.put();
 }
 
 unsigned VmFile::folio_order(uint64_t index) const {
@@ -64,10 +68,16 @@ Result<Folio> VmFile::get_folio(uint64_t index) {
   uint32_t flags = kind_ == Kind::kDax ? PG_devmap : (PG_swapbacked | PG_lru);
   Result<Folio> fresh = machine_.mem().alloc_folio(folio_order(index), flags);
   if (!fresh.ok()) return fresh;
-  SpinLocker l(lock_);
-  auto [it, inserted] = pages_.emplace(head, *fresh);
+  Folio winner;
+  bool inserted;
+  {
+    SpinLocker l(lock_);
+    auto [it, ins] = pages_.emplace(head, *fresh);
+    winner = it->second;
+    inserted = ins;
+  }
   if (!inserted) fresh->put();  // lost a race with another fault
-  return it->second;
+  return winner;
 }
 
 }  // namespace smm

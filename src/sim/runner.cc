@@ -22,6 +22,8 @@
 #include "shadowmm/mm/memory.h"
 #include "shadowmm/mm/mmap.h"
 #include "shadowmm/mm/mprotect.h"
+#include "shadowmm/check/coherence_oracle.h"
+#include "shadowmm/devices/secondary_mmu.h"
 #include "shadowmm/mm/fork.h"
 #include "shadowmm/mm/mremap.h"
 #include "shadowmm/mm/prctl.h"
@@ -109,6 +111,17 @@ class Runner {
   int exec_body(const Command& c, const CmdExpectEvents& e, Json&);
   int exec_body(const Command& c, const CmdExpectDeviceFaults& e, Json&);
   int exec_body(const Command& c, const CmdExpectOracleClean& e, Json&);
+  int exec_body(const Command& c, const CmdExpectOracleViolation& e, Json&);
+
+  SecondaryMmu* device(const Command& c, const std::string& name) const {
+    auto it = devices_.find(name);
+    if (it == devices_.end()) throw Stop{where(c) + ": error: device '" + name + "' does not exist", kExitFailed};
+    return it->second.get();
+  }
+  // The events of `dev` since the last dump/expect events, as JSON.
+  Json take_device_events(SecondaryMmu* dev);
+  Json dump_devices();
+  Json dump_oracle();
 
   // The current mm; -ESRCH (as an rc) when there is none.
   MmStruct* mm() const {
@@ -130,6 +143,8 @@ class Runner {
     throw Stop{where(c) + ": expect failed: " + want + " / " + found, kExitFailed};
   }
 
+  // Prints the unacknowledged violations to stderr.
+  void report_oracle();
   Json dump_vmas(MmStruct* mm);
   Json dump_mappings(MmStruct* mm);
   Json dump_stats();
@@ -140,7 +155,11 @@ class Runner {
   std::ostream& out_;
   std::ostream& err_;
   Machine machine_;
+  CoherenceOracle oracle_{machine_};
   std::map<std::string, MmRef> mms_;
+  // Declared after mms_: destroyed first (detaching from their mms).
+  std::map<std::string, std::unique_ptr<SecondaryMmu>> devices_;
+  std::map<const SecondaryMmu*, std::string> device_mm_;
   std::string current_;
   std::map<std::string, uint64_t> names_;
   int last_rc_ = 0;
@@ -179,9 +198,15 @@ int Runner::run() {
   } catch (const Stop& s) {
     out_.flush();
     err_ << s.message << "\n";
+    report_oracle();
     return s.status;
   }
   if (!opts_.json && opts_.summary) print_summary();
+  // The run ends with the oracle's report when it found an unexpected violation.
+  if (oracle_.unacknowledged()) {
+    report_oracle();
+    return kExitFailed;
+  }
   return kExitOk;
 }
 
@@ -320,12 +345,33 @@ int Runner::exec_body(const Command&, const CmdExit&, Json&) {
   return 0;
 }
 
-int Runner::exec_body(const Command& c, const CmdDevice&, Json&) {
-  throw Stop{where(c) + ": error: secondary MMUs are not available in this build", kExitFailed};
+int Runner::exec_body(const Command& c, const CmdDevice& d, Json&) {
+  MmStruct* mm = this->mm();
+  if (!mm) return -ESRCH;
+  std::string error;
+  std::unique_ptr<SecondaryMmu> dev = make_secondary_mmu(d.name, d.kind, d.options, mm, &error);
+  if (!dev) throw Stop{where(c) + ": error: " + error, kExitFailed};
+  device_mm_[dev.get()] = current_;
+  devices_[d.name] = std::move(dev);
+  return 0;
 }
 
-int Runner::exec_body(const Command& c, const CmdDeviceOp&, Json&) {
-  throw Stop{where(c) + ": error: secondary MMUs are not available in this build", kExitFailed};
+int Runner::exec_body(const Command& c, const CmdDeviceOp& d, Json& extra) {
+  SecondaryMmu* dev = device(c, d.device);
+  if (d.op == "attach") return dev->attach(eval(c, d.addr), d.len, d.block_thp);
+  if (d.op == "detach") return dev->detach();
+  if (d.op == "set_flags") return dev->set_flags(d.block_thp);
+  if (d.op == "fault") return dev->fault(eval(c, d.addr), d.len, d.write);
+  VirtAddr a = eval(c, d.addr);
+  if (d.op == "write") return dev->write(a, d.value);
+  uint64_t v = 0;
+  int rc = dev->read(a, &v);
+  if (rc) return rc;
+  extra["addr"] = hex(a.value());
+  extra["value"] = hex(v);
+  if (d.expect && *d.expect != v)
+    expect_failed(c, d.device + " read " + hex(a.value()) + " = " + hex(*d.expect), hex(v));
+  return 0;
 }
 
 // ---- observation ----
@@ -386,9 +432,9 @@ int Runner::exec_body(const Command&, const CmdDump& d, Json& extra) {
   MmStruct* mm = this->mm();
   if (want("vmas")) extra["vmas"] = dump_vmas(mm);
   if (want("mappings")) extra["mappings"] = dump_mappings(mm);
-  if (want("devices")) extra["devices"] = Json::object();
+  if (want("devices")) extra["devices"] = dump_devices();
   if (want("stats")) extra["stats"] = dump_stats();
-  if (want("oracle")) extra["oracle"] = Json{{"violations", 0}, {"first", nullptr}};
+  if (want("oracle")) extra["oracle"] = dump_oracle();
   return 0;
 }
 
@@ -486,17 +532,116 @@ int Runner::exec_body(const Command& c, const CmdExpectValue& e, Json&) {
   return 0;
 }
 
-int Runner::exec_body(const Command& c, const CmdExpectEvents&, Json&) {
-  throw Stop{where(c) + ": error: secondary MMUs are not available in this build", kExitFailed};
-}
-
-int Runner::exec_body(const Command& c, const CmdExpectDeviceFaults&, Json&) {
-  throw Stop{where(c) + ": error: secondary MMUs are not available in this build", kExitFailed};
-}
-
-int Runner::exec_body(const Command&, const CmdExpectOracleClean&, Json&) {
+int Runner::exec_body(const Command& c, const CmdExpectEvents& e, Json&) {
+  SecondaryMmu* dev = device(c, e.device);
+  Json events = take_device_events(dev);
+  uint64_t n = 0;
+  for (const auto& ev : events)
+    if (!e.event || ev["event"] == *e.event) n++;
+  std::string want = "events " + e.device + (e.at_least ? " >=" : " ") + std::to_string(e.count) +
+                     (e.event ? " " + *e.event : "");
+  if (e.at_least ? n < e.count : n != e.count) {
+    std::string found = std::to_string(n) + " (";
+    for (const auto& ev : events)
+      found += ev["event"].get<std::string>() + " [" + ev["start"].get<std::string>() + "," +
+               ev["end"].get<std::string>() + ") ";
+    if (!events.empty()) found.pop_back();
+    expect_failed(c, want, found + ")");
+  }
   expects_held_++;
   return 0;
+}
+
+int Runner::exec_body(const Command& c, const CmdExpectDeviceFaults& e, Json&) {
+  SecondaryMmu* dev = device(c, e.device);
+  uint64_t n = dev->device_faults();
+  if (n != e.count)
+    expect_failed(c, "device_faults " + e.device + " " + std::to_string(e.count), std::to_string(n));
+  expects_held_++;
+  return 0;
+}
+
+int Runner::exec_body(const Command& c, const CmdExpectOracleClean&, Json&) {
+  if (oracle_.unacknowledged()) {
+    OracleViolation v = oracle_.violation_list()[oracle_.violations() - oracle_.unacknowledged()];
+    expect_failed(c, "oracle clean",
+                  std::to_string(oracle_.unacknowledged()) + " violation(s), first " + v.invariant + " " + v.device +
+                      " at " + hex(v.address.value()) + ": " + v.detail);
+  }
+  expects_held_++;
+  return 0;
+}
+
+int Runner::exec_body(const Command& c, const CmdExpectOracleViolation& e, Json&) {
+  std::vector<OracleViolation> all = oracle_.violation_list();
+  size_t from = all.size() - oracle_.unacknowledged();
+  bool found = false;
+  std::string seen;
+  for (size_t i = from; i < all.size(); i++) {
+    found |= all[i].invariant == e.invariant;
+    seen += (seen.empty() ? "" : ", ") + all[i].invariant;
+  }
+  if (!found) expect_failed(c, "oracle violation " + e.invariant, seen.empty() ? "none" : seen);
+  oracle_.acknowledge();
+  expects_held_++;
+  return 0;
+}
+
+Json Runner::take_device_events(SecondaryMmu* dev) {
+  Json events = Json::array();
+  for (const DeviceEvent& ev : dev->take_events()) {
+    Json j;
+    j["event"] = ev.event;
+    j["start"] = hex(ev.start.value());
+    j["end"] = hex(ev.end.value());
+    j["blockable"] = ev.blockable;
+    if (ev.wall_ns) j["wall_ns"] = ev.wall_ns;
+    events.push_back(j);
+  }
+  return events;
+}
+
+Json Runner::dump_devices() {
+  Json out = Json::object();
+  for (auto& [name, dev] : devices_) {
+    Json d;
+    d["kind"] = dev->kind();
+    d["mm"] = device_mm_[dev.get()];
+    d["mapped_pages"] = dev->mapped_pages();
+    d["device_faults"] = dev->device_faults();
+    d["events"] = take_device_events(dev.get());
+    std::string extra = dev->dump_extra();
+    if (!extra.empty())
+      for (auto& [k, v] : Json::parse("{" + extra + "}").items()) d[k] = v;
+    out[name] = d;
+  }
+  return out;
+}
+
+Json Runner::dump_oracle() {
+  Json o;
+  std::vector<OracleViolation> all = oracle_.violation_list();
+  o["violations"] = all.size();
+  if (all.empty()) {
+    o["first"] = nullptr;
+  } else {
+    const OracleViolation& v = all.front();
+    o["first"] = Json{{"invariant", v.invariant}, {"device", v.device}, {"address", hex(v.address.value())},
+                      {"detail", v.operation + ": " + v.detail}};
+  }
+  return o;
+}
+
+void Runner::report_oracle() {
+  std::vector<OracleViolation> all = oracle_.violation_list();
+  size_t from = all.size() - oracle_.unacknowledged();
+  if (from == all.size()) return;
+  err_ << script_.file << ": oracle: " << all.size() - from << " violation(s)\n";
+  for (size_t i = from; i < all.size() && i < from + 20; i++) {
+    const OracleViolation& v = all[i];
+    err_ << "  " << v.invariant << " device=" << v.device << " addr=" << hex(v.address.value()) << " during "
+         << v.operation << ": " << v.detail << "\n";
+  }
 }
 
 // The readable end-of-run report: /proc/PID/maps-style VMAs and mapping runs
@@ -528,6 +673,11 @@ void Runner::print_summary() {
        << " notifier ranges: unmap=" << s.get(VmEvent::notifier_range_unmap)
        << " clear=" << s.get(VmEvent::notifier_range_clear)
        << " protection_vma=" << s.get(VmEvent::notifier_range_protection_vma) << "\n";
+  for (auto& [name, dev] : devices_)
+    out_ << "device " << name << " (" << dev->kind() << ", mm " << device_mm_[dev.get()]
+         << "): mapped_pages=" << dev->mapped_pages() << " device_faults=" << dev->device_faults() << "\n";
+  out_ << "oracle: " << (oracle_.violations() ? std::to_string(oracle_.violations()) + " violation(s)" : "clean")
+       << "\n";
 }
 
 }  // namespace

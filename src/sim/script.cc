@@ -460,9 +460,16 @@ Command LineParser::parse_expect() {
     if (!devices_.count(w_[2])) fail("unknown device '" + w_[2] + "'");
     c.body = CmdExpectDeviceFaults{w_[2], integer(w_[3])};
   } else if (kind == "oracle") {
-    need(3, 3, "expect oracle clean");
-    if (w_[2] != "clean") fail("expect oracle takes 'clean'");
-    c.body = CmdExpectOracleClean{};
+    need(3, 4, "expect oracle clean | expect oracle violation EN");
+    if (w_[2] == "clean" && w_.size() == 3) {
+      c.body = CmdExpectOracleClean{};
+    } else if (w_[2] == "violation" && w_.size() == 4) {
+      static const std::set<std::string> kInvariants = {"E1", "E2", "E3", "E4", "E5", "E6", "E7", "E8", "E9", "E10"};
+      if (!kInvariants.count(w_[3])) fail("unknown invariant '" + w_[3] + "' (E1..E10)");
+      c.body = CmdExpectOracleViolation{w_[3]};
+    } else {
+      fail("expect oracle takes 'clean' or 'violation EN'");
+    }
   } else {
     fail("unknown expect kind '" + kind + "'");
   }

@@ -52,6 +52,8 @@ inline void assert_held(const void*, const char*) {}
 
 // Number of locks the calling thread holds (0 when lockdep is compiled out).
 int held_count();
+// Does the calling thread hold a lock of this rank? (false without lockdep)
+bool holds_rank(LockRank rank);
 
 }  // namespace lockdep
 
@@ -64,13 +66,36 @@ inline bool in_atomic() { return count > 0; }
 }  // namespace preempt
 
 // Called by everything that may sleep: sleeping locks, waits, simulated
-// device latency. Reports kSleepInAtomic when called in atomic context.
+// device latency. In atomic context (a spinlock held, or a callback of a
+// non-blockable notifier range running) it reports kSleepInAtomic, unless a
+// notifier callback is running: then the callback broke its contract (E10)
+// and the callback scope's reporter gets it instead.
 void might_sleep(const char* what);
 
-// Observer for sleep-in-atomic reports, used by the coherence oracle (E10) to
-// attribute the violation to the callback that slept. Returns the previous one.
-using SleepObserver = void (*)(const char* what);
-SleepObserver set_sleep_observer(SleepObserver observer);
+// A notifier callback in progress on this thread (set by the notifier core
+// around every call into a subscriber). `nonblock` marks callbacks that must
+// not sleep (non-blockable ranges, invalidate_secondary_tlbs): the kernel's
+// non_block_start/end.
+class CallbackScope {
+ public:
+  using Reporter = void (*)(void* ctx, const void* sub, const char* what);
+  CallbackScope(const void* sub, bool nonblock, Reporter reporter, void* ctx);
+  ~CallbackScope();
+  CallbackScope(const CallbackScope&) = delete;
+  CallbackScope& operator=(const CallbackScope&) = delete;
+
+  // The innermost scope of the calling thread, or nullptr.
+  static const CallbackScope* current();
+  const void* sub() const { return sub_; }
+
+ private:
+  friend void might_sleep(const char* what);
+  const void* sub_;
+  bool nonblock_;
+  Reporter reporter_;
+  void* ctx_;
+  CallbackScope* outer_;
+};
 
 // Scheduling points: every lock acquire/release and wait reports here, so a
 // deterministic scheduler can take control of interleavings without touching

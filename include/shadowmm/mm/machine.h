@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "shadowmm/base/srcu.h"
 #include "shadowmm/mm/mm_observer.h"
 #include "shadowmm/mm/vmstat.h"
 #include "shadowmm/phys/page_alloc.h"
@@ -25,6 +26,7 @@
 namespace smm {
 
 class MmStruct;
+class CoherenceOracle;
 
 // The project's mm knobs (scenario language `set mm.*`, `notifier.*`).
 struct MmKnobs {
@@ -65,6 +67,9 @@ class Machine {
   ThpPolicy& thp() { return thp_; }
   MmKnobs& knobs() { return knobs_; }
   SwapSpace& swap() { return swap_; }
+  // The SRCU domain of the MMU-notifier core (Linux has one global `srcu`
+  // in mm/mmu_notifier.c; the model has one per machine).
+  Srcu& notifier_srcu() { return notifier_srcu_; }
   VmStats& stats() { return stats_; }
   const VmStats& stats() const { return stats_; }
 
@@ -83,6 +88,11 @@ class Machine {
   const std::vector<MmObserver*>& observers() const { return observers_; }
   bool observed() const { return !observers_.empty(); }
 
+  // The coherence oracle watching this machine, if any (set by whoever
+  // installs it as an observer; devices report to it).
+  CoherenceOracle* oracle() const { return oracle_; }
+  void set_oracle(CoherenceOracle* oracle) { oracle_ = oracle; }
+
   uint64_t next_mm_id() { return next_mm_id_.fetch_add(1, std::memory_order_relaxed); }
   // Live MmStruct objects (leak checks in tests).
   std::atomic<int64_t> live_mms{0};
@@ -93,9 +103,11 @@ class Machine {
   MmKnobs knobs_;
   VmStats stats_;
   SwapSpace swap_;
+  Srcu notifier_srcu_;
   Folio zero_folio_;
   Folio huge_zero_folio_;
   std::vector<MmObserver*> observers_;
+  CoherenceOracle* oracle_ = nullptr;
   std::atomic<uint64_t> next_mm_id_{1};
 };
 

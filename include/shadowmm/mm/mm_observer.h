@@ -21,6 +21,22 @@ namespace smm {
 class MmStruct;
 struct MmuNotifierRange;
 
+// The mm operation the calling thread is in ("mprotect", "munmap", "fault",
+// "device fault"...), for reports. Nests; the innermost wins.
+class MmOpScope {
+ public:
+  explicit MmOpScope(const char* name) : outer_(current_), name_(name) { current_ = this; }
+  ~MmOpScope() { current_ = outer_; }
+  MmOpScope(const MmOpScope&) = delete;
+  MmOpScope& operator=(const MmOpScope&) = delete;
+  static const char* current() { return current_ ? current_->name_ : "?"; }
+
+ private:
+  static thread_local MmOpScope* current_;
+  MmOpScope* outer_;
+  const char* name_;
+};
+
 class MmObserver {
  public:
   virtual ~MmObserver() = default;
@@ -44,6 +60,28 @@ class MmObserver {
   }
   // `folio` is about to go back to the allocator.
   virtual void on_folio_free(Folio folio) { (void)folio; }
+
+  // ---- the notifier core's calls into subscribers ----
+  // A subscriber's invalidation returned for `range` and it must now hold no
+  // translation in it: an interval `invalidate`, an `invalidate_start` that
+  // returned no finish, an `invalidate_finish`, or a classic start.
+  // `sub` is the MmuIntervalNotifier* or MmuNotifier*.
+  virtual void on_subscriber_invalidated(const void* sub, const MmuNotifierRange& range) {
+    (void)sub, (void)range;
+  }
+  // A classic subscriber's invalidate_range_end is about to run (from then on
+  // it may establish translations in the range again).
+  virtual void on_subscriber_range_end(const void* sub, const MmuNotifierRange& range) {
+    (void)sub, (void)range;
+  }
+  // A classic subscriber's arch_invalidate_secondary_tlbs ran (under
+  // whatever lock the flush holds).
+  virtual void on_secondary_tlbs(const void* sub, MmStruct* mm, VirtAddr start, VirtAddr end) {
+    (void)sub, (void)mm, (void)start, (void)end;
+  }
+  // A callback of `sub` tried to sleep where it must not (a non-blockable
+  // range, or invalidate_secondary_tlbs): E10.
+  virtual void on_sleep_in_callback(const void* sub, const char* what) { (void)sub, (void)what; }
 };
 
 }  // namespace smm

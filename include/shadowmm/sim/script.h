@@ -146,12 +146,18 @@ struct CmdExpectDeviceFaults {
   uint64_t count = 0;
 };
 struct CmdExpectOracleClean {};
+// Extension: `expect oracle violation EN` holds when the oracle recorded a
+// violation of invariant EN since the last acknowledgement; it acknowledges
+// every violation recorded so far (so a script can show a bug on purpose).
+struct CmdExpectOracleViolation {
+  std::string invariant;
+};
 
 using CmdBody = std::variant<CmdSet, CmdMmap, CmdMunmap, CmdMremap, CmdMprotect, CmdMadvise, CmdTouch,
                              CmdWrite, CmdRead, CmdKhugepaged, CmdPrctl, CmdFork, CmdUse, CmdExit, CmdDevice,
                              CmdDeviceOp, CmdDump, CmdExpectRc, CmdExpectVma, CmdExpectNovma,
                              CmdExpectMapped, CmdExpectValue, CmdExpectEvents, CmdExpectDeviceFaults,
-                             CmdExpectOracleClean>;
+                             CmdExpectOracleClean, CmdExpectOracleViolation>;
 
 struct Command {
   int line = 0;

@@ -1,0 +1,117 @@
+// File: shadowmm/check/coherence_oracle.h
+//
+// The coherence oracle (spec section e). It watches the mm core through the
+// machine's observers and the devices through the calls they make when they
+// establish or use a translation, and records violations:
+//
+//   E1 coverage: a present mapping is removed, re-pointed or downgraded
+//      outside every active notifier range of its mm (only for mms with
+//      notifier subscriptions);
+//   E2 drop on start: a subscriber still holds a translation in the range
+//      its invalidation just returned for; or a device uses a translation
+//      the CPU page tables no longer back, outside an active range;
+//   E3 no establish inside an invalidation: an interval subscriber programs
+//      a translation while its seq shows a hitting invalidation, or with a
+//      stale seq; a start/end subscriber between its start and end;
+//   E4 value at establishment: what a device programs differs from the CPU
+//      page tables, and no active range excuses it;
+//   E5 free safety: a frame is freed while a device can reach it, or a
+//      device uses a frame whose generation changed;
+//   E6 replacement ordering: a TLB that walks the CPU page tables was not
+//      invalidated between the clear and the new entry of a re-pointed PTE;
+//   E10 blocking: a callback slept on a non-blockable range (or in
+//      invalidate_secondary_tlbs), or read_begin/remove ran from a callback
+//      or under a device lock.
+//
+// Each violation names the invariant, the device, the address and the
+// operation. Thread-safe; its own lock is the innermost of lock_order.h.
+
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "shadowmm/base/lock.h"
+#include "shadowmm/devices/secondary_mmu.h"
+#include "shadowmm/mm/mm_observer.h"
+
+namespace smm {
+
+class Machine;
+struct MmuIntervalNotifier;
+
+struct OracleViolation {
+  std::string invariant;  // "E1".."E10"
+  std::string device;     // device name, or "-" when none is involved
+  VirtAddr address;
+  std::string operation;  // the mm operation in progress
+  std::string detail;
+};
+
+class CoherenceOracle : public MmObserver {
+ public:
+  explicit CoherenceOracle(Machine& machine);
+  ~CoherenceOracle() override;
+
+  // Devices register so subscriber callbacks map back to them.
+  void add_device(SecondaryMmu* dev) EXCLUDES(lock_);
+  void remove_device(SecondaryMmu* dev) EXCLUDES(lock_);
+
+  // ---- called by devices (under their own lock) ----
+  // An interval subscriber programs `t` after read_retry(sub, seq) said no.
+  void on_interval_establish(SecondaryMmu* dev, MmuIntervalNotifier* sub, uint64_t seq,
+                             const DevTranslation& t) EXCLUDES(lock_);
+  // A start/end (classic) subscriber programs `t`.
+  void on_classic_establish(SecondaryMmu* dev, const void* sub, const DevTranslation& t) EXCLUDES(lock_);
+  // A device uses `t` for an access.
+  void on_device_access(SecondaryMmu* dev, const DevTranslation& t, bool write) EXCLUDES(lock_);
+  // A TLB that walks the CPU page tables fills `t` from them (sva).
+  void on_walker_fill(SecondaryMmu* dev, const DevTranslation& t) EXCLUDES(lock_);
+
+  // ---- MmObserver ----
+  void on_range_start(const MmuNotifierRange& range) override;
+  void on_range_end(const MmuNotifierRange& range) override;
+  void on_pte_change(MmStruct* mm, VirtAddr addr, uint64_t size, Pte old_pte, Pte new_pte) override;
+  void on_pte_install(MmStruct* mm, VirtAddr addr, uint64_t size, Pte pte) override;
+  void on_folio_free(Folio folio) override;
+  void on_subscriber_invalidated(const void* sub, const MmuNotifierRange& range) override;
+  void on_subscriber_range_end(const void* sub, const MmuNotifierRange& range) override;
+  void on_secondary_tlbs(const void* sub, MmStruct* mm, VirtAddr start, VirtAddr end) override;
+  void on_sleep_in_callback(const void* sub, const char* what) override;
+
+  // ---- results ----
+  size_t violations() const EXCLUDES(lock_);
+  std::vector<OracleViolation> violation_list() const EXCLUDES(lock_);
+  // Violations recorded after the first `n` (a script acknowledges them).
+  void acknowledge() EXCLUDES(lock_);
+  size_t unacknowledged() const EXCLUDES(lock_);
+
+ private:
+  struct ActiveRange {
+    MmStruct* mm;
+    VaRange range;
+    MmuNotifyEvent event;
+  };
+
+  void record(std::string invariant, const SecondaryMmu* dev, VirtAddr addr, std::string detail)
+      REQUIRES(lock_);
+  bool covered_locked(MmStruct* mm, VaRange r) const REQUIRES(lock_);
+  SecondaryMmu* device_of_locked(const void* sub) const REQUIRES(lock_);
+  // Checks `t` against the CPU page tables (pfn and write permission).
+  bool backed_by_cpu(MmStruct* mm, const DevTranslation& t, std::string* why) const;
+
+  Machine& machine_;
+  mutable SpinLock lock_{LockRank::kOracle, "oracle"};
+  std::vector<SecondaryMmu*> devices_ GUARDED_BY(lock_);
+  std::map<const void*, SecondaryMmu*> by_sub_ GUARDED_BY(lock_);
+  std::vector<ActiveRange> active_ GUARDED_BY(lock_);
+  // Classic (start/end) subscribers between their start and end.
+  std::vector<std::pair<const void*, VaRange>> classic_windows_ GUARDED_BY(lock_);
+  std::vector<OracleViolation> violations_ GUARDED_BY(lock_);
+  size_t acknowledged_ GUARDED_BY(lock_) = 0;
+};
+
+}  // namespace smm

@@ -1,0 +1,66 @@
+// File: shadowmm/devices/mirror.h
+//
+// An HMM device mirror (lib/test_hmm.c's dmirror): one interval notifier, a
+// device page table behind one driver mutex, replayable faults through
+// mmu_interval_read_begin / hmm_range_fault / mmu_interval_read_retry
+// (spec c.5). The `pinned` kind (no replayable faults) derives from it.
+
+#pragma once
+
+#include <cstdint>
+
+#include "shadowmm/base/lock.h"
+#include "shadowmm/devices/device_page_table.h"
+#include "shadowmm/devices/secondary_mmu.h"
+#include "shadowmm/notifier/interval_notifier.h"
+
+namespace smm {
+
+class Mirror : public SecondaryMmu {
+ public:
+  // `latency_ns`: the cost of one device TLB invalidation.
+  Mirror(std::string name, MmStruct* mm, uint64_t latency_ns, std::string kind = "mirror");
+  ~Mirror() override;
+
+  int attach(VirtAddr start, uint64_t len, bool block_thp) override;
+  int detach() override;
+  int set_flags(bool block_thp) override;
+  int fault(VirtAddr start, uint64_t len, bool write) override;
+  int read(VirtAddr addr, uint64_t* value) override;
+  int write(VirtAddr addr, uint64_t value) override;
+
+  uint64_t mapped_pages() override EXCLUDES(lock_);
+  void for_each_translation(const std::function<void(const DevTranslation&)>& fn) override EXCLUDES(lock_);
+  bool has_translation_in(VaRange r) override EXCLUDES(lock_);
+  std::optional<DevTranslation> cached_translation(VirtAddr addr) override EXCLUDES(lock_);
+  std::optional<DevTranslation> translation_of_pfns(Pfn first, uint64_t nr) override EXCLUDES(lock_);
+  std::vector<const void*> subscriptions() const override { return {&notifier_}; }
+
+  // Pages per hmm_range_fault call (test_hmm's pfn array).
+  static constexpr uint64_t kFaultChunkPages = 32;
+  // How long a fault keeps retrying after -EBUSY (test_hmm: 1 s).
+  static constexpr uint64_t kFaultTimeoutNs = 1000000000;
+
+ protected:
+  // Faults [start, end) (page aligned, inside the attached interval).
+  int fault_range(VirtAddr start, VirtAddr end, bool write);
+  // One device access through the page table; faults first when
+  // `may_fault` (replayable faults), else a missing translation is a fatal
+  // device fault (-EFAULT).
+  int access(VirtAddr addr, bool write, uint64_t* value, bool may_fault);
+  bool attached() const { return attached_; }
+
+ private:
+  static bool invalidate_cb(MmuIntervalNotifier* sub, const MmuNotifierRange* range, uint64_t cur_seq);
+  bool invalidate(const MmuNotifierRange* range, uint64_t cur_seq);
+  static const MmuIntervalNotifierOps kOps;
+
+  Mutex lock_{LockRank::kDevice, "dmirror_mutex"};
+  DevicePageTable pt_ GUARDED_BY(lock_);
+  MmuIntervalNotifier notifier_;
+  bool attached_ = false;
+  VaRange interval_{};
+  uint64_t latency_ns_;
+};
+
+}  // namespace smm

@@ -1,0 +1,123 @@
+// File: shadowmm/devices/secondary_mmu.h
+//
+// The interface of the reference secondary MMUs (DESIGN.md: mirror, pinned,
+// gpus, sva, kvm). Each keeps its own device page table (address -> frame,
+// permission, size) behind its own lock, reports the invalidations it
+// received and its fatal faults, and tells the coherence oracle what it
+// establishes and uses.
+//
+// Lifetime: a device belongs to the mm that was current when it was created
+// (it holds an mmgrab on it); detach() or destruction removes its
+// subscriptions. Verbs act on that mm even after it exited (they then fail
+// with -EINVAL, as test_hmm answers when mmget_not_zero fails).
+
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "shadowmm/base/types.h"
+#include "shadowmm/notifier/mmu_notifier.h"
+
+namespace smm {
+
+class MmStruct;
+class Machine;
+class CoherenceOracle;
+
+// One translation held by a device: [addr, addr + size) -> pfn...
+struct DevTranslation {
+  VirtAddr addr;
+  uint64_t size = PAGE_SIZE;
+  Pfn pfn;              // frame of addr
+  uint16_t gen = 0;     // the frame's generation when it was established
+  bool writable = false;
+};
+
+// One invalidation as a device received it.
+struct DeviceEvent {
+  std::string event;  // "unmap", "clear", ..., "secondary_tlbs"
+  VirtAddr start;
+  VirtAddr end;
+  bool blockable = true;
+  // For a gpus group: the wall time the notifier spent in it (ns).
+  uint64_t wall_ns = 0;
+};
+
+class SecondaryMmu {
+ public:
+  SecondaryMmu(std::string name, std::string kind, MmStruct* mm);
+  virtual ~SecondaryMmu();
+  SecondaryMmu(const SecondaryMmu&) = delete;
+  SecondaryMmu& operator=(const SecondaryMmu&) = delete;
+
+  const std::string& name() const { return name_; }
+  const std::string& kind() const { return kind_; }
+  MmStruct* mm() const { return mm_; }
+  Machine& machine() const;
+
+  // Scenario verbs; each returns 0 or a negative errno.
+  virtual int attach(VirtAddr start, uint64_t len, bool block_thp) = 0;
+  virtual int detach() = 0;
+  virtual int set_flags(bool block_thp);
+  virtual int fault(VirtAddr start, uint64_t len, bool write) = 0;
+  virtual int read(VirtAddr addr, uint64_t* value) = 0;
+  virtual int write(VirtAddr addr, uint64_t value) = 0;
+
+  // ---- observation (thread-safe) ----
+  // The invalidations received since the last call.
+  std::vector<DeviceEvent> take_events();
+  uint64_t device_faults() const;
+  // 4 KiB pages the device can currently reach.
+  virtual uint64_t mapped_pages() = 0;
+  // Every translation (for the oracle's free check, E5).
+  virtual void for_each_translation(const std::function<void(const DevTranslation&)>& fn) = 0;
+  // Does the device hold a usable translation inside `r`? (E2)
+  virtual bool has_translation_in(VaRange r) = 0;
+  // The translation the device holds for `addr`, if any.
+  virtual std::optional<DevTranslation> cached_translation(VirtAddr addr) = 0;
+  // A translation reaching a frame of [first, first + nr), if any (E5).
+  virtual std::optional<DevTranslation> translation_of_pfns(Pfn first, uint64_t nr) = 0;
+  // The notifier subscriptions that deliver this device's callbacks.
+  virtual std::vector<const void*> subscriptions() const = 0;
+  // Is `sub` one of its classic (start/end) subscriptions?
+  virtual bool is_classic(const void* sub) const { (void)sub; return false; }
+  // Does the device walk the CPU page tables itself (an IOTLB, sva)? Such a
+  // device may refill at any time and is invalidated through
+  // invalidate_secondary_tlbs (E5, E6) rather than at range start (E2).
+  virtual bool walks_cpu_page_tables() const { return false; }
+  // Device-specific fields for `dump devices`, as "key": value JSON text.
+  virtual std::string dump_extra() { return ""; }
+
+ protected:
+  // Called by implementations when an invalidation reaches them.
+  void record_event(const MmuNotifierRange& range, uint64_t wall_ns = 0);
+  void record_event(const char* event, VirtAddr start, VirtAddr end, bool blockable, uint64_t wall_ns = 0);
+  void count_device_fault();
+  // The machine's oracle, or nullptr.
+  CoherenceOracle* oracle() const;
+  // Simulated device work (a TLB invalidation): sleeps `ns` precisely.
+  static void device_delay(uint64_t ns);
+
+ private:
+  std::string name_;
+  std::string kind_;
+  MmStruct* mm_;
+  mutable std::mutex events_mu_;
+  std::vector<DeviceEvent> events_;
+  uint64_t device_faults_ = 0;
+};
+
+// Creates a device of `kind` ("mirror", "kvm", ...) with its options, or
+// returns nullptr and sets *error for an unknown kind.
+std::unique_ptr<SecondaryMmu> make_secondary_mmu(const std::string& name, const std::string& kind,
+                                                 const std::map<std::string, std::string>& options, MmStruct* mm,
+                                                 std::string* error);
+
+}  // namespace smm

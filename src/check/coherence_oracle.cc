@@ -1,0 +1,293 @@
+// File: src/check/coherence_oracle.cc
+//
+// The coherence oracle (spec section e). See the header for the invariants.
+//
+// Locking: the oracle's lock is the innermost of all (lock_order.h), so it
+// may be taken under page-table locks and device locks. It is never held
+// while calling into a device (device locks rank below it): device queries
+// happen with it released.
+
+#include "shadowmm/check/coherence_oracle.h"
+
+#include <algorithm>
+#include <cinttypes>
+#include <cstdio>
+
+#include "shadowmm/mm/machine.h"
+#include "shadowmm/mm/mm_struct.h"
+#include "shadowmm/notifier/interval_notifier.h"
+#include "shadowmm/notifier/mmu_notifier.h"
+
+namespace smm {
+
+namespace {
+
+std::string hex(uint64_t v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "0x%" PRIx64, v);
+  return buf;
+}
+
+std::string describe(const DevTranslation& t) {
+  return hex(t.addr.value()) + " -> pfn " + hex(t.pfn.value()) + (t.writable ? " rw" : " r-") + " (" +
+         std::to_string(t.size >> 10) + "K)";
+}
+
+}  // namespace
+
+CoherenceOracle::CoherenceOracle(Machine& machine) : machine_(machine) {
+  machine_.add_observer(this);
+  machine_.set_oracle(this);
+}
+
+CoherenceOracle::~CoherenceOracle() {
+  machine_.set_oracle(nullptr);
+  machine_.remove_observer(this);
+}
+
+void CoherenceOracle::add_device(SecondaryMmu* dev) {
+  SpinLocker l(lock_);
+  if (std::find(devices_.begin(), devices_.end(), dev) == devices_.end()) devices_.push_back(dev);
+  for (const void* sub : dev->subscriptions()) by_sub_[sub] = dev;
+}
+
+void CoherenceOracle::remove_device(SecondaryMmu* dev) {
+  SpinLocker l(lock_);
+  devices_.erase(std::remove(devices_.begin(), devices_.end(), dev), devices_.end());
+  for (auto it = by_sub_.begin(); it != by_sub_.end();)
+    it = it->second == dev ? by_sub_.erase(it) : std::next(it);
+}
+
+void CoherenceOracle::record(std::string invariant, const SecondaryMmu* dev, VirtAddr addr, std::string detail) {
+  violations_.push_back(
+      OracleViolation{std::move(invariant), dev ? dev->name() : "-", addr, MmOpScope::current(), std::move(detail)});
+}
+
+bool CoherenceOracle::covered_locked(MmStruct* mm, VaRange r) const {
+  for (const ActiveRange& a : active_)
+    if (a.mm == mm && a.range.contains(r)) return true;
+  return false;
+}
+
+SecondaryMmu* CoherenceOracle::device_of_locked(const void* sub) const {
+  auto it = by_sub_.find(sub);
+  return it == by_sub_.end() ? nullptr : it->second;
+}
+
+bool CoherenceOracle::backed_by_cpu(MmStruct* mm, const DevTranslation& t, std::string* why) const {
+  for (unsigned level = PUD_LEVEL;; level--) {
+    PtSlot slot = pt_lookup(mm, t.addr, level);
+    if (!slot) break;
+    Pte e = slot.get();
+    if (e.is_table()) continue;
+    if (!e.is_leaf() || e.protnone()) break;
+    Pfn cpu_pfn = e.pfn() + ((t.addr.value() & (level_size(level) - 1)) >> PAGE_SHIFT);
+    if (cpu_pfn != t.pfn) {
+      *why = "the CPU maps pfn " + hex(cpu_pfn.value()) + " there";
+      return false;
+    }
+    if (t.writable && !e.writable()) {
+      *why = "the CPU mapping is read-only";
+      return false;
+    }
+    if (mm->machine().mem().generation(t.pfn) != t.gen) {
+      *why = "the frame was freed and reused since";
+      return false;
+    }
+    return true;
+  }
+  *why = "the CPU has no mapping there";
+  return false;
+}
+
+// ---- the mm core ----
+
+void CoherenceOracle::on_range_start(const MmuNotifierRange& range) {
+  SpinLocker l(lock_);
+  active_.push_back(ActiveRange{range.mm, range.range(), range.event});
+}
+
+void CoherenceOracle::on_range_end(const MmuNotifierRange& range) {
+  SpinLocker l(lock_);
+  for (auto it = active_.begin(); it != active_.end(); ++it) {
+    if (it->mm == range.mm && it->range == range.range() && it->event == range.event) {
+      active_.erase(it);
+      return;
+    }
+  }
+}
+
+void CoherenceOracle::on_pte_change(MmStruct* mm, VirtAddr addr, uint64_t size, Pte old_pte, Pte new_pte) {
+  // E1: only mms with notifier subscriptions need their ranges.
+  if (!mm_has_notifiers(mm)) return;
+  SpinLocker l(lock_);
+  if (covered_locked(mm, {addr, addr + size})) return;
+  const char* what = !new_pte.is_leaf()                ? "removed"
+                     : new_pte.pfn() != old_pte.pfn() ? "re-pointed"
+                                                      : "write-protected";
+  record("E1", nullptr, addr,
+         std::string("a present ") + std::to_string(size >> 10) + "K mapping was " + what +
+             " outside every notifier range of its mm");
+}
+
+void CoherenceOracle::on_pte_install(MmStruct* mm, VirtAddr addr, uint64_t size, Pte pte) {
+  // E6: a TLB that walks the CPU page tables must not still cache another
+  // frame for this address when the new entry appears.
+  std::vector<SecondaryMmu*> walkers;
+  {
+    SpinLocker l(lock_);
+    for (SecondaryMmu* d : devices_)
+      if (d->mm() == mm && d->walks_cpu_page_tables()) walkers.push_back(d);
+  }
+  for (SecondaryMmu* d : walkers) {
+    std::optional<DevTranslation> cached = d->cached_translation(addr);
+    if (!cached) continue;
+    Pfn cached_pfn = cached->pfn + ((addr - cached->addr) >> PAGE_SHIFT);
+    if (cached_pfn == pte.pfn()) continue;
+    SpinLocker l(lock_);
+    record("E6", d, addr,
+           "the PTE was re-pointed to pfn " + hex(pte.pfn().value()) + " while the device still caches pfn " +
+               hex(cached_pfn.value()) + " (no invalidate_secondary_tlbs between the clear and the new entry)");
+  }
+  (void)size;
+}
+
+void CoherenceOracle::on_folio_free(Folio folio) {
+  // E5: nobody may still reach a frame being freed.
+  std::vector<SecondaryMmu*> devs;
+  {
+    SpinLocker l(lock_);
+    devs = devices_;
+  }
+  for (SecondaryMmu* d : devs) {
+    std::optional<DevTranslation> t = d->translation_of_pfns(folio.pfn(), folio.nr_pages());
+    if (!t) continue;
+    SpinLocker l(lock_);
+    record("E5", d, t->addr,
+           "pfn " + hex(folio.pfn().value()) + " (" + std::to_string(folio.size() >> 10) +
+               "K) is freed while the device still maps it: " + describe(*t));
+  }
+}
+
+// ---- the notifier core ----
+
+void CoherenceOracle::on_subscriber_invalidated(const void* sub, const MmuNotifierRange& range) {
+  SecondaryMmu* dev;
+  {
+    SpinLocker l(lock_);
+    dev = device_of_locked(sub);
+    if (dev && dev->is_classic(sub)) classic_windows_.emplace_back(sub, range.range());
+  }
+  // E2: the callback returned, so the device must hold nothing in range.
+  if (dev && !dev->walks_cpu_page_tables() && dev->has_translation_in(range.range())) {
+    SpinLocker l(lock_);
+    record("E2", dev, range.start,
+           std::string("still holds a translation in [") + hex(range.start.value()) + ", " + hex(range.end.value()) +
+               ") after its " + mmu_notify_event_name(range.event) + " invalidation returned");
+  }
+}
+
+void CoherenceOracle::on_subscriber_range_end(const void* sub, const MmuNotifierRange& range) {
+  SpinLocker l(lock_);
+  for (auto it = classic_windows_.begin(); it != classic_windows_.end(); ++it) {
+    if (it->first == sub && it->second == range.range()) {
+      classic_windows_.erase(it);
+      return;
+    }
+  }
+}
+
+void CoherenceOracle::on_secondary_tlbs(const void*, MmStruct*, VirtAddr, VirtAddr) {}
+
+void CoherenceOracle::on_sleep_in_callback(const void* sub, const char* what) {
+  SpinLocker l(lock_);
+  SecondaryMmu* dev = sub ? device_of_locked(sub) : nullptr;
+  if (sub)
+    record("E10", dev, VirtAddr(0), std::string(what) + " inside a callback that must not sleep");
+  else
+    record("E10", dev, VirtAddr(0), std::string(what) + " called with a device lock held");
+}
+
+// ---- devices ----
+
+void CoherenceOracle::on_interval_establish(SecondaryMmu* dev, MmuIntervalNotifier* sub, uint64_t seq,
+                                            const DevTranslation& t) {
+  MmStruct* mm = dev->mm();
+  IntervalNotifierState st = mmu_interval_notifier_state(mm);
+  uint64_t cur = sub->invalidate_seq.load();
+  std::string why;
+  bool backed = backed_by_cpu(mm, t, &why);
+  SpinLocker l(lock_);
+  // E3: programming with a stale seq, or while an invalidation that hit
+  // this subscription is active (and its callback already ran).
+  if (seq != cur || (cur == st.invalidate_seq && (cur & 1)))
+    record("E3", dev, t.addr,
+           "programmed " + describe(t) + " with seq " + std::to_string(seq) + " while the subscription's seq is " +
+               std::to_string(cur) + " and the mm's is " + std::to_string(st.invalidate_seq));
+  // E4: what is programmed must be what the CPU maps, unless an active
+  // range excuses it (its callback will drop it: E2 watches that).
+  if (!backed && !covered_locked(mm, {t.addr, t.addr + t.size}))
+    record("E4", dev, t.addr, "programmed " + describe(t) + " but " + why);
+}
+
+void CoherenceOracle::on_classic_establish(SecondaryMmu* dev, const void* sub, const DevTranslation& t) {
+  MmStruct* mm = dev->mm();
+  std::string why;
+  bool backed = backed_by_cpu(mm, t, &why);
+  SpinLocker l(lock_);
+  for (const auto& [s, r] : classic_windows_)
+    if (s == sub && r.overlaps({t.addr, t.addr + t.size}))
+      record("E3", dev, t.addr, "programmed " + describe(t) + " between its invalidate_range_start and _end");
+  if (!backed && !covered_locked(mm, {t.addr, t.addr + t.size}))
+    record("E4", dev, t.addr, "programmed " + describe(t) + " but " + why);
+}
+
+void CoherenceOracle::on_walker_fill(SecondaryMmu* dev, const DevTranslation& t) {
+  std::string why;
+  if (backed_by_cpu(dev->mm(), t, &why)) return;
+  SpinLocker l(lock_);
+  record("E4", dev, t.addr, "the walker filled " + describe(t) + " but " + why);
+}
+
+void CoherenceOracle::on_device_access(SecondaryMmu* dev, const DevTranslation& t, bool write) {
+  MmStruct* mm = dev->mm();
+  std::string why;
+  bool backed = backed_by_cpu(mm, t, &why);
+  bool reused = mm->machine().mem().generation(t.pfn) != t.gen;
+  if (backed && !reused) return;
+  SpinLocker l(lock_);
+  if (reused) {
+    record("E5", dev, t.addr,
+           std::string(write ? "wrote" : "read") + " through " + describe(t) +
+               " whose frame was freed (and maybe reused) since it was established");
+    return;
+  }
+  // Inside an active range the device may still use what it had until its
+  // callback runs; outside, it is a stale translation.
+  if (covered_locked(mm, {t.addr, t.addr + t.size})) return;
+  record("E2", dev, t.addr, std::string(write ? "wrote" : "read") + " through the stale " + describe(t) + ": " + why);
+}
+
+// ---- results ----
+
+size_t CoherenceOracle::violations() const {
+  SpinLocker l(lock_);
+  return violations_.size();
+}
+
+std::vector<OracleViolation> CoherenceOracle::violation_list() const {
+  SpinLocker l(lock_);
+  return violations_;
+}
+
+void CoherenceOracle::acknowledge() {
+  SpinLocker l(lock_);
+  acknowledged_ = violations_.size();
+}
+
+size_t CoherenceOracle::unacknowledged() const {
+  SpinLocker l(lock_);
+  return violations_.size() - acknowledged_;
+}
+
+}  // namespace smm

@@ -1,0 +1,67 @@
+// File: src/devices/secondary_mmu.cc
+//
+// What every reference device shares: identity, its mm, the event log, the
+// device-fault count, and simulated device latency.
+
+#include "shadowmm/devices/secondary_mmu.h"
+
+#include <chrono>
+#include <thread>
+
+#include "shadowmm/base/lockdep.h"
+#include "shadowmm/check/coherence_oracle.h"
+#include "shadowmm/mm/machine.h"
+#include "shadowmm/mm/mm_struct.h"
+
+namespace smm {
+
+SecondaryMmu::SecondaryMmu(std::string name, std::string kind, MmStruct* mm)
+    : name_(std::move(name)), kind_(std::move(kind)), mm_(mm) {
+  mm_->mmgrab();
+}
+
+SecondaryMmu::~SecondaryMmu() { mm_->mmdrop(); }
+
+Machine& SecondaryMmu::machine() const { return mm_->machine(); }
+
+int SecondaryMmu::set_flags(bool) { return -EINVAL; }
+
+std::vector<DeviceEvent> SecondaryMmu::take_events() {
+  std::lock_guard<std::mutex> g(events_mu_);
+  std::vector<DeviceEvent> out;
+  out.swap(events_);
+  return out;
+}
+
+uint64_t SecondaryMmu::device_faults() const {
+  std::lock_guard<std::mutex> g(events_mu_);
+  return device_faults_;
+}
+
+void SecondaryMmu::record_event(const MmuNotifierRange& range, uint64_t wall_ns) {
+  record_event(mmu_notify_event_name(range.event), range.start, range.end, range.blockable(), wall_ns);
+}
+
+void SecondaryMmu::record_event(const char* event, VirtAddr start, VirtAddr end, bool blockable,
+                                uint64_t wall_ns) {
+  std::lock_guard<std::mutex> g(events_mu_);
+  events_.push_back(DeviceEvent{event, start, end, blockable, wall_ns});
+}
+
+void SecondaryMmu::count_device_fault() {
+  std::lock_guard<std::mutex> g(events_mu_);
+  device_faults_++;
+}
+
+CoherenceOracle* SecondaryMmu::oracle() const { return mm_->machine().oracle(); }
+
+void SecondaryMmu::device_delay(uint64_t ns) {
+  if (!ns) return;
+  might_sleep("device TLB invalidation");
+  // sleep_for overshoots by tens of microseconds: sleep most of it, spin the rest.
+  auto until = std::chrono::steady_clock::now() + std::chrono::nanoseconds(ns);
+  if (ns > 200000) std::this_thread::sleep_for(std::chrono::nanoseconds(ns - 100000));
+  while (std::chrono::steady_clock::now() < until) std::this_thread::yield();
+}
+
+}  // namespace smm
