@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   make cmake ninja-build g++ clang libclang-rt-14-dev ccache pkg-config
   googletest libgtest-dev libgmock-dev libbenchmark-dev
-  libabsl-dev libcli11-dev nlohmann-json3-dev liburcu-dev librapidcheck-dev
+  libabsl-dev libcli11-dev nlohmann-json3-dev librapidcheck-dev
 )
 
 missing=()

@@ -78,6 +78,7 @@ void might_sleep(const char* what) {
 const char* lock_rank_name(LockRank rank) {
   switch (rank) {
     case LockRank::kUnranked: return "unranked";
+    case LockRank::kKhugepagedScan: return "khugepaged_scan";
     case LockRank::kMmapLock: return "mmap_lock";
     case LockRank::kAnonVma: return "anon_vma";
     case LockRank::kDevice: return "device";

@@ -75,6 +75,8 @@ SecondaryMmu* CoherenceOracle::device_of_locked(const void* sub) const {
 }
 
 bool CoherenceOracle::backed_by_cpu(MmStruct* mm, const DevTranslation& t, std::string* why) const {
+  // A lockless walk: no mmap_lock here (devices call in under their own lock).
+  SrcuReadLock rcu(mm->machine().pgtable_srcu());
   for (unsigned level = PUD_LEVEL;; level--) {
     PtSlot slot = pt_lookup(mm, t.addr, level);
     if (!slot) break;
@@ -121,6 +123,7 @@ void CoherenceOracle::on_pte_change(MmStruct* mm, VirtAddr addr, uint64_t size, 
   // E1: only mms with notifier subscriptions need their ranges.
   if (!mm_has_notifiers(mm)) return;
   SpinLocker l(lock_);
+  if (!new_pte.is_leaf() && has_walker_locked(mm)) unflushed_[mm][addr.value()] = size;
   if (covered_locked(mm, {addr, addr + size})) return;
   const char* what = !new_pte.is_leaf()                ? "removed"
                      : new_pte.pfn() != old_pte.pfn() ? "re-pointed"
@@ -130,12 +133,41 @@ void CoherenceOracle::on_pte_change(MmStruct* mm, VirtAddr addr, uint64_t size, 
              " outside every notifier range of its mm");
 }
 
+void CoherenceOracle::on_tlb_flush(MmStruct* mm, VirtAddr start, VirtAddr end) {
+  SpinLocker l(lock_);
+  auto it = unflushed_.find(mm);
+  if (it == unflushed_.end()) return;
+  auto& pending = it->second;
+  auto p = pending.lower_bound(start.value());
+  // An entry that begins below `start` may still overlap it (a huge leaf).
+  if (p != pending.begin() && std::prev(p)->first + std::prev(p)->second > start.value()) --p;
+  while (p != pending.end() && p->first < end.value()) p = pending.erase(p);
+  if (pending.empty()) unflushed_.erase(it);
+}
+
+bool CoherenceOracle::has_walker_locked(const MmStruct* mm) const {
+  for (SecondaryMmu* d : devices_)
+    if (d->mm() == mm && d->walks_cpu_page_tables()) return true;
+  return false;
+}
+
+bool CoherenceOracle::unflushed_locked(const MmStruct* mm, VirtAddr addr) const {
+  auto it = unflushed_.find(mm);
+  if (it == unflushed_.end()) return false;
+  auto p = it->second.upper_bound(addr.value());
+  if (p == it->second.begin()) return false;
+  --p;
+  return p->first + p->second > addr.value();
+}
+
 void CoherenceOracle::on_pte_install(MmStruct* mm, VirtAddr addr, uint64_t size, Pte pte) {
   // E6: a TLB that walks the CPU page tables must not still cache another
-  // frame for this address when the new entry appears.
+  // frame for this address when the new entry appears, unless the flush of
+  // the entry's clear is still to come.
   std::vector<SecondaryMmu*> walkers;
   {
     SpinLocker l(lock_);
+    if (unflushed_locked(mm, addr)) return;
     for (SecondaryMmu* d : devices_)
       if (d->mm() == mm && d->walks_cpu_page_tables()) walkers.push_back(d);
   }
@@ -243,10 +275,12 @@ void CoherenceOracle::on_classic_establish(SecondaryMmu* dev, const void* sub, c
 }
 
 void CoherenceOracle::on_walker_fill(SecondaryMmu* dev, const DevTranslation& t) {
-  std::string why;
-  if (backed_by_cpu(dev->mm(), t, &why)) return;
+  // The walker copies what the PTE says at that instant (which may change
+  // right after: the IOTLB is a TLB), so there is no E4 to check; but the
+  // PTE must not point to a free frame.
+  if (!dev->mm()->machine().mem().is_free(t.pfn)) return;
   SpinLocker l(lock_);
-  record("E4", dev, t.addr, "the walker filled " + describe(t) + " but " + why);
+  record("E5", dev, t.addr, "the walker filled " + describe(t) + " from a PTE that points to a free frame");
 }
 
 void CoherenceOracle::on_device_access(SecondaryMmu* dev, const DevTranslation& t, bool write) {
@@ -256,6 +290,9 @@ void CoherenceOracle::on_device_access(SecondaryMmu* dev, const DevTranslation& 
   bool reused = mm->machine().mem().generation(t.pfn) != t.gen;
   if (backed && !reused) return;
   SpinLocker l(lock_);
+  // A TLB (an IOTLB filled by a walker) may use an entry whose PTE already
+  // changed until the flush that follows; only a freed frame is a bug there.
+  if (!reused && dev->walks_cpu_page_tables()) return;
   if (reused) {
     record("E5", dev, t.addr,
            std::string(write ? "wrote" : "read") + " through " + describe(t) +

@@ -226,12 +226,11 @@ bool Kvm::has_translation_in(VaRange r) {
   return spte_.any_in(r);
 }
 
-std::string Kvm::dump_extra() {
+std::vector<std::pair<std::string, uint64_t>> Kvm::dump_counters() {
   SpinLocker l(mmu_lock_);
-  std::ostringstream s;
-  s << "\"mmu_invalidate_seq\":" << mmu_invalidate_seq_.load() << ",\"mmu_invalidate_in_progress\":"
-    << mmu_invalidate_in_progress_ << ",\"fault_retries\":" << retries_;
-  return s.str();
+  return {{"mmu_invalidate_seq", mmu_invalidate_seq_.load()},
+          {"mmu_invalidate_in_progress", static_cast<uint64_t>(mmu_invalidate_in_progress_)},
+          {"fault_retries", retries_}};
 }
 
 std::optional<DevTranslation> Kvm::cached_translation(VirtAddr addr) {

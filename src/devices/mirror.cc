@@ -39,10 +39,10 @@ int Mirror::attach(VirtAddr start, uint64_t len, bool block_thp) {
   int ret;
   if (block_thp) {
     MmapWriteLock l(m);
-    ret = mmu_interval_notifier_insert_locked_flags(&notifier_, m, start, len, &kOps,
+    ret = mmu_interval_notifier_insert_locked_flags(&notifier_, m, start, len, ops(),
                                                     MMU_INTERVAL_NOTIFIER_BLOCK_THP);
   } else {
-    ret = mmu_interval_notifier_insert(&notifier_, m, start, len, &kOps);
+    ret = mmu_interval_notifier_insert(&notifier_, m, start, len, ops());
   }
   m->mmput();
   if (ret) return ret;
@@ -58,7 +58,7 @@ int Mirror::detach() {
   attached_ = false;
   if (CoherenceOracle* o = oracle()) o->remove_device(this);
   MutexLocker l(lock_);
-  pt_.clear();
+  clear_locked();
   return 0;
 }
 
@@ -91,7 +91,7 @@ bool Mirror::invalidate(const MmuNotifierRange* range, uint64_t cur_seq) NO_THRE
   pt_.erase_range(range->range().intersect(interval_));
   record_event(*range);
   // The device's own TLB invalidation, waited for under the mutex.
-  device_delay(latency_ns_);
+  device_delay(latency_ns_, range->blockable());
   lock_.unlock();
   return true;
 }
@@ -135,7 +135,7 @@ int Mirror::fault_range(VirtAddr start, VirtAddr end, bool write) {
         DevTranslation t{a, size, hmm_pfn_to_pfn(hp), mem.generation(hmm_pfn_to_pfn(hp)),
                          (hp & HMM_PFN_WRITE) != 0};
         if (CoherenceOracle* o = oracle()) o->on_interval_establish(this, &notifier_, range.notifier_seq, t);
-        pt_.insert(t);
+        program_locked(t);
         i += size >> PAGE_SHIFT;
       }
       break;
@@ -167,7 +167,7 @@ int Mirror::access(VirtAddr addr, bool write, uint64_t* value, bool may_fault) {
   for (int attempt = 0;; attempt++) {
     {
       MutexLocker l(lock_);
-      const DevTranslation* t = pt_.lookup(addr);
+      std::optional<DevTranslation> t = lookup_locked(addr);
       if (t && (!write || t->writable)) {
         DevTranslation at = *t;
         Pfn pfn = t->pfn + ((addr - t->addr) >> PAGE_SHIFT);
@@ -211,10 +211,14 @@ bool Mirror::has_translation_in(VaRange r) {
   return pt_.any_in(r);
 }
 
-std::optional<DevTranslation> Mirror::cached_translation(VirtAddr addr) {
-  MutexLocker l(lock_);
+std::optional<DevTranslation> Mirror::lookup_locked(VirtAddr addr) {
   const DevTranslation* t = pt_.lookup(addr);
   return t ? std::optional<DevTranslation>(*t) : std::nullopt;
+}
+
+std::optional<DevTranslation> Mirror::cached_translation(VirtAddr addr) {
+  MutexLocker l(lock_);
+  return lookup_locked(addr);
 }
 
 std::optional<DevTranslation> Mirror::translation_of_pfns(Pfn first, uint64_t nr) {

@@ -55,12 +55,12 @@ void SecondaryMmu::count_device_fault() {
 
 CoherenceOracle* SecondaryMmu::oracle() const { return mm_->machine().oracle(); }
 
-void SecondaryMmu::device_delay(uint64_t ns) {
+void SecondaryMmu::device_delay(uint64_t ns, bool may_sleep) {
   if (!ns) return;
-  might_sleep("device TLB invalidation");
+  if (may_sleep) might_sleep("device TLB invalidation");
   // sleep_for overshoots by tens of microseconds: sleep most of it, spin the rest.
   auto until = std::chrono::steady_clock::now() + std::chrono::nanoseconds(ns);
-  if (ns > 200000) std::this_thread::sleep_for(std::chrono::nanoseconds(ns - 100000));
+  if (may_sleep && ns > 200000) std::this_thread::sleep_for(std::chrono::nanoseconds(ns - 100000));
   while (std::chrono::steady_clock::now() < until) std::this_thread::yield();
 }
 

@@ -19,6 +19,7 @@
 #include "shadowmm/mm/vma.h"
 #include "shadowmm/notifier/mmu_notifier.h"
 #include "shadowmm/pgtable/tlb.h"
+#include "shadowmm/thp/khugepaged.h"
 
 namespace smm {
 
@@ -156,6 +157,7 @@ Result<MmStruct*> dup_mm(MmStruct* oldmm, std::string name) {
     // PR_SET_THP_DISABLE is inherited.
     uint32_t inherit = oldmm->flags.load() & (MMF_DISABLE_THP_COMPLETELY | MMF_DISABLE_THP_EXCEPT_ADVISED);
     mm->flags.fetch_or(inherit);
+    khugepaged_fork(mm, oldmm);
     bool copied = false;
     oldmm->mm_mt.for_each([&](VmArea* src) NO_THREAD_SAFETY_ANALYSIS {
       if (src->vm_flags & VM_DONTCOPY) return;

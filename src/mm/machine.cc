@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "shadowmm/thp/khugepaged.h"
+
 namespace smm {
 
 thread_local MmOpScope* MmOpScope::current_ = nullptr;
@@ -14,6 +16,7 @@ Machine::Machine(MachineConfig config)
   // huge zero folio, which Linux allocates lazily and the model up front).
   zero_folio_ = *mem_.alloc_folio(0, PG_reserved);
   huge_zero_folio_ = *mem_.alloc_folio(HPAGE_PMD_ORDER, PG_reserved);
+  khugepaged_ = std::make_unique<Khugepaged>(*this);
 }
 
 Machine::~Machine() = default;

@@ -55,6 +55,7 @@ bool madvise_behavior_valid(int advice) {
     case MADV_POPULATE_READ:
     case MADV_POPULATE_WRITE:
     case MADV_DONTNEED_LOCKED:
+    case MADV_COLLAPSE:
       return true;
     default:
       return false;
@@ -73,6 +74,7 @@ bool needs_write_lock(int advice) {
     case MADV_PAGEOUT:
     case MADV_POPULATE_READ:
     case MADV_POPULATE_WRITE:
+    case MADV_COLLAPSE:
       return false;
     default:
       return true;
@@ -313,6 +315,11 @@ int madvise_vma_behavior(MmuGather* tlb, MmStruct* mm, VmArea* vma, VirtAddr sta
       return madvise_pageout_range(mm, vma, start, end);
     case MADV_WILLNEED:
       return 0;
+    case MADV_COLLAPSE: {
+      // May drop and retake mmap_lock; the walk looks VMAs up again.
+      bool lock_dropped = false;
+      return madvise_collapse(mm, vma, start, end, &lock_dropped);
+    }
     default:
       return madvise_update_flags(mm, vma, start, end, advice);
   }

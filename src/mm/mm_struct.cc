@@ -9,6 +9,7 @@
 #include "shadowmm/mm/memory.h"
 #include "shadowmm/mm/mmap.h"
 #include "shadowmm/notifier/mmu_notifier.h"
+#include "shadowmm/thp/khugepaged.h"
 
 namespace smm {
 
@@ -47,6 +48,7 @@ void MmStruct::pt_drain_deferred() {
     SpinLocker l(page_table_lock);
     tables.swap(pt_deferred);
   }
+  if (!tables.empty()) pt_sync_lockless_walkers(this);
   for (PageTable* t : tables) pt_free_table(this, t);
 }
 
@@ -66,6 +68,7 @@ void MmStruct::mmput() {
   int32_t old = mm_users.fetch_sub(1, std::memory_order_acq_rel);
   VM_BUG_ON(old <= 0);
   if (old == 1) {
+    khugepaged_exit(this);
     exit_mmap(this);
     mmdrop();
   }

@@ -21,4 +21,9 @@ VmEvent mthp_fault_alloc_event(unsigned order) {
   return static_cast<VmEvent>(static_cast<unsigned>(VmEvent::mthp_fault_alloc_16K) + order - 2);
 }
 
+VmEvent collapse_event(unsigned order) {
+  VM_BUG_ON(order < 2 || order > 9);
+  return static_cast<VmEvent>(static_cast<unsigned>(VmEvent::collapse_16K) + order - 2);
+}
+
 }  // namespace smm

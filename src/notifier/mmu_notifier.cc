@@ -1,9 +1,9 @@
 // File: src/notifier/mmu_notifier.cc
 //
 // The MMU-notifier core (mm/mmu_notifier.c): invalidation entry points,
-// classic subscriptions (register, get/put, unregister, release), aging, and
-// the interval pass of an invalidation (mn_itree_invalidate, inv_end) with
-// [S4] two-pass subscribers and [S5] invalidate_secondary_tlbs.
+// classic subscriptions (register, get/put, unregister, release), aging,
+// and [S5] invalidate_secondary_tlbs. The interval pass of an invalidation
+// (mn_itree_invalidate, inv_end, [S4] two-pass) is in interval_notifier.cc.
 //
 // Classic subscriptions are called newest first, through a snapshot of the
 // list read under the machine's notifier SRCU. Every call into a subscriber
@@ -96,6 +96,7 @@ int mn_hlist_invalidate_range_start(MmStruct* mm, MmuNotifierSubscriptions* subs
     // Non-blocking only: the ones that succeeded expect their end now.
     for (MmuNotifier* sub : *list) {
       if (!sub->ops->invalidate_range_end) continue;
+      for_each_observer(m, [&](MmObserver* o) { o->on_subscriber_range_end(sub, *range); });
       CallbackScope scope(sub, true, report_sleep_in_callback, &m);
       sub->ops->invalidate_range_end(sub, range);
     }

@@ -66,6 +66,7 @@ void MmuGather::flush() {
   if (!to_free.empty()) mm_->machine().mem().free_folios(to_free.data(), to_free.size());
   std::vector<PageTable*> tables;
   tables.swap(tables_);
+  if (!tables.empty()) pt_sync_lockless_walkers(mm_);
   for (PageTable* t : tables) pt_free_table(mm_, t);
   for (PageTable* t : deferred_tables_) mm_->pt_defer_free(t);
   deferred_tables_.clear();

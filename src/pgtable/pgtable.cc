@@ -24,6 +24,13 @@ PageTable* pt_alloc_table(MmStruct* mm, unsigned level) {
   return t;
 }
 
+void pt_sync_lockless_walkers(MmStruct* mm) {
+  // A walker that starts after the unlink cannot reach the table: only
+  // readers already inside need waiting for.
+  Srcu& srcu = mm->machine().pgtable_srcu();
+  if (srcu.readers() != 0) srcu.synchronize();
+}
+
 void pt_free_table(MmStruct* mm, PageTable* table) {
   VM_BUG_ON(!table->empty());
   mm->pgtables_bytes.fetch_sub(sizeof(PageTable), std::memory_order_relaxed);

@@ -154,6 +154,11 @@ std::string device_option_check(const std::string& kind, const std::string& key,
     return n && *n >= 1 && *n <= 64 ? "" : bad() + " (1..64)";
   }
   if (key == "passes" && kind == "gpus") return value == "1" || value == "2" ? "" : bad() + " (1|2)";
+  if (key == "finish_slots" && kind == "gpus") {
+    std::optional<uint64_t> n = parse_int(value);
+    return n && *n <= 64 ? "" : bad() + " (0..64)";
+  }
+  if (key == "walker" && kind == "sva") return value == "off" || parse_duration_ns(value) ? "" : bad() + " (DUR|off)";
   if (key == "callback" && kind == "sva")
     return value == "secondary_tlbs" || value == "start_end" ? "" : bad() + " (secondary_tlbs|start_end)";
   return "unknown option '" + key + "' for device kind " + kind;

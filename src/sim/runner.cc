@@ -29,6 +29,7 @@
 #include "shadowmm/mm/prctl.h"
 #include "shadowmm/mm/task_mmu.h"
 #include "shadowmm/sim/knobs.h"
+#include "shadowmm/thp/khugepaged.h"
 
 namespace smm::sim {
 
@@ -304,8 +305,10 @@ int Runner::exec_body(const Command& c, const CmdRead& r, Json& extra) {
   return 0;
 }
 
-int Runner::exec_body(const Command& c, const CmdKhugepaged&, Json&) {
-  throw Stop{where(c) + ": error: khugepaged is not available in this build", kExitFailed};
+int Runner::exec_body(const Command&, const CmdKhugepaged& k, Json&) {
+  // N full scans of every registered mm, synchronously (thp/khugepaged.h).
+  khugepaged_scan_passes(machine_, static_cast<unsigned>(k.passes));
+  return 0;
 }
 
 int Runner::exec_body(const Command&, const CmdPrctl& p, Json&) {
@@ -610,9 +613,8 @@ Json Runner::dump_devices() {
     d["mapped_pages"] = dev->mapped_pages();
     d["device_faults"] = dev->device_faults();
     d["events"] = take_device_events(dev.get());
-    std::string extra = dev->dump_extra();
-    if (!extra.empty())
-      for (auto& [k, v] : Json::parse("{" + extra + "}").items()) d[k] = v;
+    for (const auto& [key, value] : dev->dump_counters()) d[key] = value;
+    if (std::vector<std::string> trace = dev->take_trace(); !trace.empty()) d["trace"] = trace;
     out[name] = d;
   }
   return out;
@@ -673,9 +675,12 @@ void Runner::print_summary() {
        << " notifier ranges: unmap=" << s.get(VmEvent::notifier_range_unmap)
        << " clear=" << s.get(VmEvent::notifier_range_clear)
        << " protection_vma=" << s.get(VmEvent::notifier_range_protection_vma) << "\n";
-  for (auto& [name, dev] : devices_)
+  for (auto& [name, dev] : devices_) {
     out_ << "device " << name << " (" << dev->kind() << ", mm " << device_mm_[dev.get()]
-         << "): mapped_pages=" << dev->mapped_pages() << " device_faults=" << dev->device_faults() << "\n";
+         << "): mapped_pages=" << dev->mapped_pages() << " device_faults=" << dev->device_faults();
+    for (const auto& [key, value] : dev->dump_counters()) out_ << " " << key << "=" << value;
+    out_ << "\n";
+  }
   out_ << "oracle: " << (oracle_.violations() ? std::to_string(oracle_.violations()) + " violation(s)" : "clean")
        << "\n";
 }

@@ -82,7 +82,7 @@ uint32_t thp_vma_allowable_orders(const VmArea* vma, vm_flags_t vm_flags, uint32
                                            : 0;  // shmem: huge pages disabled (shmem_enabled never)
   orders &= supported;
   if (!orders) return 0;
-  if (vma_thp_disabled(vma, vm_flags, false)) return 0;
+  if (vma_thp_disabled(vma, vm_flags, tva_flags & TVA_FORCED_COLLAPSE)) return 0;
   if (vma->is_dax()) return in_pf ? orders : 0;
   if (!in_pf && !smaps && (vm_flags & VM_NO_KHUGEPAGED)) return 0;
   if (!in_pf) {

@@ -9,12 +9,16 @@
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <functional>
+#include <memory>
 #include <random>
 #include <thread>
 
 #include "shadowmm/check/coherence_oracle.h"
+#include "shadowmm/devices/gpus.h"
 #include "shadowmm/devices/kvm.h"
 #include "shadowmm/devices/mirror.h"
+#include "shadowmm/devices/sva.h"
 #include "shadowmm/mm/madvise.h"
 #include "shadowmm/mm/memory.h"
 #include "shadowmm/mm/mprotect.h"
@@ -34,7 +38,10 @@ std::chrono::milliseconds stress_duration() {
 
 bool acceptable(int rc) { return rc == 0 || rc == -EFAULT || rc == -EPERM || rc == -EBUSY || rc == -ENOMEM; }
 
-TEST(NotifierStress, DevicesStayCoherentWhileTheMmChanges) {
+// Devices fault, read and write in loops while a CPU thread accesses and
+// another changes the address space (mprotect, dontneed, pageout, munmap +
+// mmap, free, hugepage/nohugepage). `make` creates the devices on the mm.
+void run_device_stress(const std::function<std::vector<std::unique_ptr<SecondaryMmu>>(MmStruct*)>& make) {
   test::TestMm t;
   MmStruct* mm = t.mm.get();
   CoherenceOracle oracle(t.machine);
@@ -42,10 +49,8 @@ TEST(NotifierStress, DevicesStayCoherentWhileTheMmChanges) {
   const uint64_t len = 4 * M2;
   VirtAddr a = t.map(len, RW, MAP_PRIVATE | MAP_ANONYMOUS, MmapOpts{.align = M2});
   ASSERT_EQ(do_madvise(mm, a, len / 2, MADV_HUGEPAGE), 0);
-  Mirror gpu("gpu0", mm, 0);
-  Kvm vm("vm", mm);
-  ASSERT_EQ(gpu.attach(a, len, false), 0);
-  ASSERT_EQ(vm.attach(a, len, false), 0);
+  std::vector<std::unique_ptr<SecondaryMmu>> devices = make(mm);
+  for (auto& dev : devices) ASSERT_EQ(dev->attach(a, len, false), 0);
   std::atomic<bool> stop{false};
   std::atomic<uint64_t> device_ops{0}, changes{0};
 
@@ -115,20 +120,45 @@ TEST(NotifierStress, DevicesStayCoherentWhileTheMmChanges) {
   };
 
   std::vector<std::thread> threads;
-  threads.emplace_back(device_loop, &gpu, 1);
-  threads.emplace_back(device_loop, &vm, 2);
-  threads.emplace_back(cpu_loop, 3);
-  threads.emplace_back(changer, 4);
+  for (size_t i = 0; i < devices.size(); i++) threads.emplace_back(device_loop, devices[i].get(), 1 + i);
+  threads.emplace_back(cpu_loop, 100);
+  threads.emplace_back(changer, 101);
+  // Run for the duration, and on a loaded machine (sanitizers, parallel
+  // ctest) until every side made some progress, up to a hard cap.
   std::this_thread::sleep_for(stress_duration());
+  auto cap = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while ((changes.load() <= 10 || device_ops.load() <= 10) && std::chrono::steady_clock::now() < cap)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   stop = true;
   for (auto& th : threads) th.join();
   EXPECT_GT(device_ops.load(), 10u);
   EXPECT_GT(changes.load(), 10u);
   std::vector<OracleViolation> v = oracle.violation_list();
   EXPECT_EQ(v.size(), 0u) << v[0].invariant << " " << v[0].device << " " << v[0].operation << ": " << v[0].detail;
-  gpu.detach();
-  vm.detach();
+  for (auto& dev : devices) dev->detach();
   t.check();
+}
+
+TEST(NotifierStress, DevicesStayCoherentWhileTheMmChanges) {
+  run_device_stress([](MmStruct* mm) {
+    std::vector<std::unique_ptr<SecondaryMmu>> d;
+    d.push_back(std::make_unique<Mirror>("gpu0", mm, 0));
+    d.push_back(std::make_unique<Kvm>("vm", mm));
+    return d;
+  });
+}
+
+// [S4] and [S5]: a two-pass GPU group (with few finish objects, so the
+// single-pass fallback runs too) and an SVA device whose walker thread
+// refills its IOTLB at any time.
+TEST(NotifierStress, GpusAndSvaStayCoherentWhileTheMmChanges) {
+  run_device_stress([](MmStruct* mm) {
+    std::vector<std::unique_ptr<SecondaryMmu>> d;
+    d.push_back(std::make_unique<GpuGroup>("gpus", mm, 3, 2000, 2, 1));
+    d.push_back(std::make_unique<GpuGroup>("gpus1", mm, 2, 2000, 1));
+    d.push_back(std::make_unique<Sva>("iommu", mm, Sva::Callback::kSecondaryTlbs, 20000));
+    return d;
+  });
 }
 
 TEST(NotifierStress, InsertAndRemoveRaceWithInvalidations) {

@@ -1207,4 +1207,50 @@ TEST(HostDifferential, MprotectNoMergeDifferentAnonVma) {
   d.check("mprotect rw- of the second");
 }
 
+// MADV_COLLAPSE of a fully populated 2 MiB block: one THP (AnonHugePages
+// 2M), whatever THP `enabled` says.
+TEST(HostDifferential, MadviseCollapseFullyPopulated) {
+  HOSTDIFF_SETUP(d, 4 * M1);
+  d.map_area();
+  d.touch(0, 2 * M1, Touch::kWrite, 0);
+  d.check("write [0,2M)");
+  d.madvise(0, 4 * M1, MADV_COLLAPSE, -EINVAL);  // [2M,4M) was never touched
+  d.check("MADV_COLLAPSE [0,4M): the first block collapsed, the empty one fails");
+  d.madvise(0, 2 * M1, MADV_COLLAPSE, 0);
+  d.check("MADV_COLLAPSE [0,2M) again");
+}
+
+// Partly populated: no max_ptes_none for MADV_COLLAPSE, the holes are
+// filled (Rss grows to 2M).
+TEST(HostDifferential, MadviseCollapsePartlyPopulated) {
+  HOSTDIFF_SETUP(d, 4 * M1);
+  d.map_area();
+  d.touch(64 * K4, 16 * K4, Touch::kWrite, 0);
+  d.madvise(0, 2 * M1, MADV_COLLAPSE, 0);
+  d.check("MADV_COLLAPSE [0,2M) with 16 of 512 pages present");
+  d.madvise(2 * M1, 1 * M1, MADV_COLLAPSE, 0);  // no whole block: nothing to do
+  d.check("MADV_COLLAPSE [2M,3M)");
+}
+
+// Already PMD-mapped (a THP from a fault) counts as success.
+TEST(HostDifferential, MadviseCollapseAlreadyHuge) {
+  HOSTDIFF_SETUP(d, 4 * M1);
+  d.map_area();
+  d.madvise(0, 4 * M1, MADV_HUGEPAGE, 0);
+  d.touch(0, 2 * M1, Touch::kWrite, 0);
+  d.check("THP from a write fault");
+  d.madvise(0, 2 * M1, MADV_COLLAPSE, 0);
+  d.check("MADV_COLLAPSE of the THP");
+}
+
+// VM_NOHUGEPAGE refuses MADV_COLLAPSE with EINVAL and changes nothing.
+TEST(HostDifferential, MadviseCollapseNohugepage) {
+  HOSTDIFF_SETUP(d, 4 * M1);
+  d.map_area();
+  d.touch(0, 2 * M1, Touch::kWrite, 0);
+  d.madvise(0, 4 * M1, MADV_NOHUGEPAGE, 0);
+  d.madvise(0, 2 * M1, MADV_COLLAPSE, -EINVAL);
+  d.check("MADV_COLLAPSE of a VM_NOHUGEPAGE VMA");
+}
+
 }  // namespace

@@ -6,6 +6,9 @@
 // strictly smaller rank. Test builds check this on every acquire
 // (src/base/lockdep.cc); clang checks the GUARDED_BY/REQUIRES annotations.
 //
+//   khugepaged scan                         Khugepaged::scan_lock: one scanner
+//                                           at a time (the kthread or a
+//                                           synchronous `khugepaged` pass)
 //   mmap_lock                               MmStruct::mmap_lock (rw-semaphore)
 //     mmap_lock of a second mm              fork: child, taken nested
 //     anon_vma->rwsem                        AnonVma::rwsem (khugepaged, rmap)
@@ -38,6 +41,7 @@ namespace smm {
 
 enum class LockRank : uint8_t {
   kUnranked = 0,
+  kKhugepagedScan = 5,
   kMmapLock = 10,
   kAnonVma = 20,
   kDevice = 30,

@@ -13,6 +13,10 @@
 // second round). All operations are seq_cst atomics, so ThreadSanitizer sees
 // the happens-before from a reader's exit to the grace period's end.
 //
+// Deviation from Linux: call() callbacks run at the next synchronize() or
+// barrier() of the domain (no grace-period kthread), so a free deferred by
+// mmu_notifier_put waits for the next unregister/synchronize/destruction.
+//
 // Deviation from DESIGN.md: not liburcu. Its read sides are invisible to
 // TSan and its domains are process-wide (tests would share grace periods).
 

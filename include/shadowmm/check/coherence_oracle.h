@@ -28,6 +28,8 @@
 
 #pragma once
 
+#include <absl/container/btree_map.h>
+
 #include <cstdint>
 #include <map>
 #include <mutex>
@@ -76,6 +78,7 @@ class CoherenceOracle : public MmObserver {
   void on_range_end(const MmuNotifierRange& range) override;
   void on_pte_change(MmStruct* mm, VirtAddr addr, uint64_t size, Pte old_pte, Pte new_pte) override;
   void on_pte_install(MmStruct* mm, VirtAddr addr, uint64_t size, Pte pte) override;
+  void on_tlb_flush(MmStruct* mm, VirtAddr start, VirtAddr end) override;
   void on_folio_free(Folio folio) override;
   void on_subscriber_invalidated(const void* sub, const MmuNotifierRange& range) override;
   void on_subscriber_range_end(const void* sub, const MmuNotifierRange& range) override;
@@ -100,6 +103,8 @@ class CoherenceOracle : public MmObserver {
       REQUIRES(lock_);
   bool covered_locked(MmStruct* mm, VaRange r) const REQUIRES(lock_);
   SecondaryMmu* device_of_locked(const void* sub) const REQUIRES(lock_);
+  bool has_walker_locked(const MmStruct* mm) const REQUIRES(lock_);
+  bool unflushed_locked(const MmStruct* mm, VirtAddr addr) const REQUIRES(lock_);
   // Checks `t` against the CPU page tables (pfn and write permission).
   bool backed_by_cpu(MmStruct* mm, const DevTranslation& t, std::string* why) const;
 
@@ -111,6 +116,11 @@ class CoherenceOracle : public MmObserver {
   // Classic (start/end) subscribers between their start and end.
   std::vector<std::pair<const void*, VaRange>> classic_windows_ GUARDED_BY(lock_);
   std::vector<OracleViolation> violations_ GUARDED_BY(lock_);
+  // E6: PTEs cleared whose TLB flush has not happened yet (address ->
+  // size), kept only for mms with a device that walks the CPU page tables.
+  // Until that flush, a walker may legally still cache the old frame, also
+  // after a racing fault installed a new one (as a CPU TLB may).
+  std::map<const MmStruct*, absl::btree_map<uint64_t, uint64_t>> unflushed_ GUARDED_BY(lock_);
   size_t acknowledged_ GUARDED_BY(lock_) = 0;
 };
 

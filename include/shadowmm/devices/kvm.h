@@ -44,7 +44,7 @@ class Kvm : public SecondaryMmu {
   std::optional<DevTranslation> translation_of_pfns(Pfn first, uint64_t nr) override EXCLUDES(mmu_lock_);
   std::vector<const void*> subscriptions() const override { return {&notifier_}; }
   bool is_classic(const void* sub) const override { return sub == &notifier_; }
-  std::string dump_extra() override EXCLUDES(mmu_lock_);
+  std::vector<std::pair<std::string, uint64_t>> dump_counters() override EXCLUDES(mmu_lock_);
 
  private:
   static int start_cb(MmuNotifier* sub, const MmuNotifierRange* range);

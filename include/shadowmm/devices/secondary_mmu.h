@@ -92,8 +92,11 @@ class SecondaryMmu {
   // device may refill at any time and is invalidated through
   // invalidate_secondary_tlbs (E5, E6) rather than at range start (E2).
   virtual bool walks_cpu_page_tables() const { return false; }
-  // Device-specific fields for `dump devices`, as "key": value JSON text.
-  virtual std::string dump_extra() { return ""; }
+  // The device's own log of what it did since the last call, for `dump
+  // devices` (the gpus group logs its passes).
+  virtual std::vector<std::string> take_trace() { return {}; }
+  // Device-specific counters for `dump devices`.
+  virtual std::vector<std::pair<std::string, uint64_t>> dump_counters() { return {}; }
 
  protected:
   // Called by implementations when an invalidation reaches them.
@@ -102,8 +105,9 @@ class SecondaryMmu {
   void count_device_fault();
   // The machine's oracle, or nullptr.
   CoherenceOracle* oracle() const;
-  // Simulated device work (a TLB invalidation): sleeps `ns` precisely.
-  static void device_delay(uint64_t ns);
+  // Simulated device work (a TLB invalidation): sleeps `ns` precisely, or
+  // busy-waits when the caller may not sleep (a non-blockable range).
+  static void device_delay(uint64_t ns, bool may_sleep = true);
 
  private:
   std::string name_;

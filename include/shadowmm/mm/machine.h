@@ -27,6 +27,7 @@ namespace smm {
 
 class MmStruct;
 class CoherenceOracle;
+class Khugepaged;
 
 // The project's mm knobs (scenario language `set mm.*`, `notifier.*`).
 struct MmKnobs {
@@ -70,8 +71,16 @@ class Machine {
   // The SRCU domain of the MMU-notifier core (Linux has one global `srcu`
   // in mm/mmu_notifier.c; the model has one per machine).
   Srcu& notifier_srcu() { return notifier_srcu_; }
+  // Lockless walkers of the CPU page tables (an IOMMU's hardware walker,
+  // the oracle's checks) read inside this domain; page tables detached from
+  // the tree are freed only after its readers left (pt_sync_lockless_walkers),
+  // as MMU_GATHER_RCU_TABLE_FREE protects gup_fast in Linux.
+  Srcu& pgtable_srcu() { return pgtable_srcu_; }
   VmStats& stats() { return stats_; }
   const VmStats& stats() const { return stats_; }
+  // khugepaged: its mm list and its (optional) background thread
+  // (thp/khugepaged.h). The thread is not running unless start()ed.
+  Khugepaged& khugepaged() { return *khugepaged_; }
 
   // The shared zero page (order 0) and huge zero folio (order 9). Reserved:
   // never freed, never written, not refcounted by their mappings.
@@ -104,11 +113,14 @@ class Machine {
   VmStats stats_;
   SwapSpace swap_;
   Srcu notifier_srcu_;
+  Srcu pgtable_srcu_;
   Folio zero_folio_;
   Folio huge_zero_folio_;
   std::vector<MmObserver*> observers_;
   CoherenceOracle* oracle_ = nullptr;
   std::atomic<uint64_t> next_mm_id_{1};
+  // Last: destroyed first, so its thread stops while the machine is whole.
+  std::unique_ptr<Khugepaged> khugepaged_;
 };
 
 // Helpers the mm core uses to report to every observer.

@@ -24,7 +24,8 @@ namespace smm {
 // Advice modelled: MADV_NORMAL, RANDOM, SEQUENTIAL, WILLNEED, DONTNEED,
 // FREE, DONTFORK, DOFORK, DONTDUMP, DODUMP, WIPEONFORK, KEEPONFORK,
 // HUGEPAGE, NOHUGEPAGE, COLD, PAGEOUT, POPULATE_READ, POPULATE_WRITE,
-// DONTNEED_LOCKED.
+// DONTNEED_LOCKED, COLLAPSE (PMD order; EINVAL for a VMA where THP is not
+// allowed, ENOMEM/EBUSY/EAGAIN as madvise_collapse answers, khugepaged.h).
 // Deviation from Linux: any other advice (MADV_REMOVE, KSM, guard
 // regions, hwpoison) is rejected with EINVAL as if not configured.
 int do_madvise(MmStruct* mm, VirtAddr start, uint64_t len, int advice) EXCLUDES(mm->mmap_lock);

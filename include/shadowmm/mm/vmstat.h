@@ -52,11 +52,32 @@ namespace smm {
   X(notifier_range_migrate)                                                \
   X(notifier_range_exclusive)                                              \
   X(secondary_tlb_calls)                                                   \
+  X(device_invalidations)                                                  \
+  X(device_invalidate_ns)                                                  \
+  X(device_invalidate_ns_max)                                              \
+  X(iotlb_fills)                                                           \
+  X(iotlb_invalidations)                                                   \
   X(vma_split)                                                             \
   X(vma_merge)                                                             \
   X(pswpin)                                                                \
   X(pswpout)                                                               \
-  X(pgsteal)
+  X(pgsteal)                                                               \
+  X(thp_collapse_alloc)                                                    \
+  X(thp_collapse_alloc_failed)                                             \
+  X(thp_scan_exceed_none_pte)                                              \
+  X(thp_scan_exceed_swap_pte)                                              \
+  X(thp_scan_exceed_shared_pte)                                            \
+  X(khugepaged_full_scans)                                                 \
+  X(khugepaged_pages_collapsed)                                            \
+  X(collapse_16K)                                                          \
+  X(collapse_32K)                                                          \
+  X(collapse_64K)                                                          \
+  X(collapse_128K)                                                         \
+  X(collapse_256K)                                                         \
+  X(collapse_512K)                                                         \
+  X(collapse_1M)                                                           \
+  X(collapse_2M)                                                           \
+  X(collapse_fail)
 
 enum class VmEvent : uint16_t {
 #define SMM_ENUM(name) name,
@@ -74,6 +95,13 @@ class VmStats {
   void count(VmEvent e, uint64_t n = 1) {
     counters_[static_cast<size_t>(e)].fetch_add(n, std::memory_order_relaxed);
   }
+  // Raises `e` to `v` if it is below (a high-water mark).
+  void record_max(VmEvent e, uint64_t v) {
+    auto& c = counters_[static_cast<size_t>(e)];
+    uint64_t cur = c.load(std::memory_order_relaxed);
+    while (cur < v && !c.compare_exchange_weak(cur, v, std::memory_order_relaxed)) {
+    }
+  }
   uint64_t get(VmEvent e) const {
     return counters_[static_cast<size_t>(e)].load(std::memory_order_relaxed);
   }
@@ -87,5 +115,7 @@ class VmStats {
 
 // The mthp_fault_alloc_* event of an order (2..8).
 VmEvent mthp_fault_alloc_event(unsigned order);
+// The collapse_* event (successful collapses by folio size) of an order (2..9).
+VmEvent collapse_event(unsigned order);
 
 }  // namespace smm

@@ -17,8 +17,8 @@
 //           driver_unlock; return true.
 //
 // Callback contracts: `invalidate` is called with mmap_lock (or an rmap
-// lock) held and no page-table lock; it may sleep only on a blockable range;
-// on return the subscriber holds no usable translation in range ∩ interval.
+// lock) held and no page-table lock (RELEASE at exit: no mm lock at all);
+// it may sleep only on a blockable range; on return the subscriber holds no usable translation in range ∩ interval.
 // [S4] `invalidate_start` is the same first pass; when it returns true and
 // sets *finish (which is nullptr on entry), `invalidate_finish(finish)` is
 // called later, before the mm touches any PTE, and translations may survive

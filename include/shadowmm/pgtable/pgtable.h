@@ -151,6 +151,12 @@ struct PtSlot {
 // an empty PtSlot when some upper entry is none or a leaf. Lockless.
 PtSlot pt_lookup(MmStruct* mm, VirtAddr addr, unsigned level);
 
+// Waits until no lockless walker (Machine::pgtable_srcu) can still be
+// reading a table that was just detached from the tree; call before freeing
+// detached tables. Free when nobody walks.
+// Deviation from Linux: a synchronous grace period instead of call_rcu.
+void pt_sync_lockless_walkers(MmStruct* mm);
+
 // Like pt_lookup, but allocates missing tables down to `level` the way the
 // fault path does (pud_alloc, pmd_alloc, pte_alloc: allocate, then install
 // under the parent's lock unless someone else already did). Returns an empty

@@ -34,6 +34,9 @@ enum TvaFlags : uint32_t {
   TVA_SMAPS = 1u << 0,          // /proc/pid/smaps THPeligible
   TVA_IN_PF = 1u << 1,          // page fault
   TVA_ENFORCE_SYSFS = 1u << 2,  // obey the sysfs enabled settings
+  // MADV_COLLAPSE (6.18's TVA_FORCED_COLLAPSE): an explicit request passes
+  // PR_THP_DISABLE_EXCEPT_ADVISED (vma_thp_disabled's forced_collapse).
+  TVA_FORCED_COLLAPSE = 1u << 3,
 };
 
 class ThpPolicy {
