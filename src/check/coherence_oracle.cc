@@ -15,6 +15,7 @@
 
 #include "shadowmm/mm/machine.h"
 #include "shadowmm/mm/mm_struct.h"
+#include "shadowmm/mm/vm_flags.h"
 #include "shadowmm/notifier/interval_notifier.h"
 #include "shadowmm/notifier/mmu_notifier.h"
 
@@ -201,6 +202,13 @@ void CoherenceOracle::on_folio_free(Folio folio) {
   }
 }
 
+void CoherenceOracle::on_large_folio_mapped(MmStruct*, uint64_t vm_flags, VirtAddr addr, unsigned order) {
+  if (!(vm_flags & VM_NOHUGEPAGE)) return;
+  SpinLocker l(lock_);
+  record("THP", nullptr, addr,
+         "a " + std::to_string((PAGE_SIZE << order) >> 10) + "K folio was newly mapped in a VM_NOHUGEPAGE VMA");
+}
+
 // ---- the notifier core ----
 
 void CoherenceOracle::on_subscriber_invalidated(const void* sub, const MmuNotifierRange& range) {
@@ -231,6 +239,30 @@ void CoherenceOracle::on_subscriber_range_end(const void* sub, const MmuNotifier
 
 void CoherenceOracle::on_secondary_tlbs(const void*, MmStruct*, VirtAddr, VirtAddr) {}
 
+void CoherenceOracle::on_release(MmStruct* mm) {
+  std::vector<SecondaryMmu*> devs;
+  {
+    SpinLocker l(lock_);
+    released_.insert(mm->id());
+    for (SecondaryMmu* d : devices_)
+      if (d->mm() == mm) devs.push_back(d);
+  }
+  for (SecondaryMmu* d : devs) {
+    std::optional<DevTranslation> left;
+    d->for_each_translation([&](const DevTranslation& t) {
+      if (!left) left = t;
+    });
+    if (!left) continue;
+    SpinLocker l(lock_);
+    record("E7", d, left->addr, "still holds " + describe(*left) + " after mmu_notifier_release");
+  }
+}
+
+void CoherenceOracle::check_not_released_locked(const SecondaryMmu* dev, const DevTranslation& t) {
+  if (released_.count(dev->mm()->id()))
+    record("E7", dev, t.addr, "established " + describe(t) + " after mmu_notifier_release of its mm");
+}
+
 void CoherenceOracle::on_sleep_in_callback(const void* sub, const char* what) {
   SpinLocker l(lock_);
   SecondaryMmu* dev = sub ? device_of_locked(sub) : nullptr;
@@ -250,6 +282,13 @@ void CoherenceOracle::on_interval_establish(SecondaryMmu* dev, MmuIntervalNotifi
   std::string why;
   bool backed = backed_by_cpu(mm, t, &why);
   SpinLocker l(lock_);
+  check_not_released_locked(dev, t);
+  // E8: a subscription's seq is always odd; the mm's is odd only while an
+  // invalidation is active.
+  if (!(cur & 1) || ((st.invalidate_seq & 1) && st.active_invalidate_ranges == 0))
+    record("E8", dev, t.addr,
+           "subscription seq " + std::to_string(cur) + ", mm seq " + std::to_string(st.invalidate_seq) + " with " +
+               std::to_string(st.active_invalidate_ranges) + " active invalidations");
   // E3: programming with a stale seq, or while an invalidation that hit
   // this subscription is active (and its callback already ran).
   if (seq != cur || (cur == st.invalidate_seq && (cur & 1)))
@@ -267,6 +306,7 @@ void CoherenceOracle::on_classic_establish(SecondaryMmu* dev, const void* sub, c
   std::string why;
   bool backed = backed_by_cpu(mm, t, &why);
   SpinLocker l(lock_);
+  check_not_released_locked(dev, t);
   for (const auto& [s, r] : classic_windows_)
     if (s == sub && r.overlaps({t.addr, t.addr + t.size}))
       record("E3", dev, t.addr, "programmed " + describe(t) + " between its invalidate_range_start and _end");
@@ -278,8 +318,10 @@ void CoherenceOracle::on_walker_fill(SecondaryMmu* dev, const DevTranslation& t)
   // The walker copies what the PTE says at that instant (which may change
   // right after: the IOTLB is a TLB), so there is no E4 to check; but the
   // PTE must not point to a free frame.
-  if (!dev->mm()->machine().mem().is_free(t.pfn)) return;
+  bool freed = dev->mm()->machine().mem().is_free(t.pfn);
   SpinLocker l(lock_);
+  check_not_released_locked(dev, t);
+  if (!freed) return;
   record("E5", dev, t.addr, "the walker filled " + describe(t) + " from a PTE that points to a free frame");
 }
 

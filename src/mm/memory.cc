@@ -158,6 +158,8 @@ vm_fault_t do_anonymous_page(MmStruct* mm, VmArea* vma, VirtAddr addr, const PtS
         pt_set_entry(mm, start + i * PAGE_SIZE, pte_slot_at(first, i), e);
       }
       installed = true;
+      if (nr > 1)
+        for_each_observer(m, [&](MmObserver* o) { o->on_large_folio_mapped(mm, vma->vm_flags, start, folio.order()); });
     }
   }
   // The mappings hold their own references; drop the allocation's (this

@@ -265,23 +265,25 @@ void mmu_notifier_release(MmStruct* mm) {
   if (!subs) return;
   Machine& m = mm->machine();
   if (subs->has_itree.load()) mn_itree_release(mm, subs);
-  if (subs->list.load()->empty()) return;
-  {
-    // Every release under SRCU (a racing unregister only waits), then unhash.
-    SrcuReadLock rcu(m.notifier_srcu());
-    for (MmuNotifier* sub : *subs->list.load()) {
-      if (!sub->ops->release) continue;
-      CallbackScope scope(sub, false, report_sleep_in_callback, &m);
-      sub->ops->release(sub, mm);
+  if (!subs->list.load()->empty()) {
+    {
+      // Every release under SRCU (a racing unregister only waits), then unhash.
+      SrcuReadLock rcu(m.notifier_srcu());
+      for (MmuNotifier* sub : *subs->list.load()) {
+        if (!sub->ops->release) continue;
+        CallbackScope scope(sub, false, report_sleep_in_callback, &m);
+        sub->ops->release(sub, mm);
+      }
     }
+    {
+      SpinLocker l(subs->lock);
+      for (MmuNotifier* sub : *subs->list.load()) sub->hashed = false;
+      replace_list_locked(mm, subs, {});
+    }
+    // A release started by a racing unregister finishes before pages go.
+    m.notifier_srcu().synchronize();
   }
-  {
-    SpinLocker l(subs->lock);
-    for (MmuNotifier* sub : *subs->list.load()) sub->hashed = false;
-    replace_list_locked(mm, subs, {});
-  }
-  // A release started by a racing unregister finishes before pages go.
-  m.notifier_srcu().synchronize();
+  for_each_observer(m, [&](MmObserver* o) { o->on_release(mm); });
 }
 
 void mmu_notifier_subscriptions_destroy(MmStruct* mm) {

@@ -41,6 +41,8 @@ void map_anon_folio_pmd_locked(MmStruct* mm, VmArea* vma, const PtSlot& pmd, Vir
   mm->add_rss(MM_ANONPAGES, HPAGE_PMD_NR);
   // The allocation reference becomes the mapping's reference.
   pt_set_entry(mm, haddr, pmd, Pte::leaf(folio.pfn(), writable_prot(vma)).mkdirty().mkyoung());
+  for_each_observer(mm->machine(),
+                    [&](MmObserver* o) { o->on_large_folio_mapped(mm, vma->vm_flags, haddr, HPAGE_PMD_ORDER); });
 }
 
 }  // namespace
@@ -60,6 +62,7 @@ vm_fault_t do_huge_pmd_anonymous_page(MmStruct* mm, VmArea* vma, VirtAddr addr, 
     if (pmd.get().is_none()) {
       Pte zero = Pte::leaf(m.huge_zero_folio().pfn(), vma->vm_page_prot & ~PTE_PROT_W).mkspecial();
       pt_set_entry(mm, haddr, pmd, zero);
+      for_each_observer(m, [&](MmObserver* o) { o->on_large_folio_mapped(mm, vma->vm_flags, haddr, HPAGE_PMD_ORDER); });
       mm->set_flag(MMF_HUGE_ZERO_PAGE);
       m.stats().count(VmEvent::fault_huge_zero_page);
     }
@@ -176,6 +179,7 @@ vm_fault_t dax_huge_fault(MmStruct* mm, VmArea* vma, VirtAddr addr, const PtSlot
     mm->add_rss(MM_FILEPAGES, static_cast<int64_t>(nr));
     pt_set_entry(mm, haddr, slot, e);
     m.stats().count(level == PUD_LEVEL ? VmEvent::fault_dax_pud : VmEvent::fault_dax_pmd);
+    for_each_observer(m, [&](MmObserver* o) { o->on_large_folio_mapped(mm, vma->vm_flags, haddr, folio.order()); });
   } else if (cur.is_leaf() && write && !cur.writable() && (vma->vm_flags & VM_WRITE)) {
     // Write to a write-protected shared leaf: the device makes it writable.
     slot.set(cur.mkwrite().mkdirty().mkyoung());

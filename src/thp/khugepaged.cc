@@ -672,8 +672,9 @@ ScanResult mthp_collapse(MmStruct* mm, VirtAddr haddr, CollapseControl* cc) {
         occupied += cc->present.test(i);
         already = already && cc->present.test(i) && cc->folio_order[i] >= it.order;
       }
-      // Already mapped by folios of this order or larger: nothing to gain,
-      // and re-collapsing would churn every pass (S2 skips such blocks).
+      // Deviation from Linux: the series' revisions differ here; the model
+      // skips a block already mapped by folios of this order or larger, so
+      // a pass does not re-collapse it every time.
       if (already) continue;
       if (occupied + max_none >= nr) {
         ScanResult r = collapse_huge_page(mm, haddr + uint64_t{it.offset} * PAGE_SIZE, cc->referenced,
@@ -921,7 +922,8 @@ unsigned Khugepaged::scan_mm_slot(unsigned pages, ScanResult* result) {
     }
     mm = slots_[scan_index_];
     address = scan_address_;
-    // Pins the address space for the scan; fails once it is exiting (its
+    // Deviation from Linux: the scan pins the address space (mmget) instead
+    // of relying on exit_mmap's write lock; fails once it is exiting (its
     // khugepaged_exit then takes the slot off the list).
     got = mm->mmget_not_zero();
   }

@@ -15,6 +15,7 @@
 #include "shadowmm/mm/memory.h"
 #include "shadowmm/mm/mprotect.h"
 #include "shadowmm/notifier/interval_notifier.h"
+#include "shadowmm/thp/policy.h"
 #include "test_support.h"
 
 namespace smm {
@@ -264,6 +265,43 @@ TEST(Oracle, E4ProgrammingWhatTheCpuDoesNotMap) {
   dev.pt.clear();
 }
 
+TEST(Oracle, E7TranslationKeptOrEstablishedAfterRelease) {
+  TestMm t;
+  CoherenceOracle oracle(t.machine);
+  VirtAddr a = t.map(4 * K4);
+  t.write(a, 1);
+  BrokenDevice dev(t.mm.get());
+  ASSERT_EQ(dev.attach(a, 4 * K4, false), 0);
+  dev.program(a, cpu_pfn(t, a), true, mmu_interval_read_begin(&dev.sub));
+  EXPECT_EQ(oracle.violations(), 0u);
+  dev.drop = false;  // its RELEASE invalidation keeps everything
+  MmStruct* mm = t.mm.get();
+  mm->mmgrab();
+  t.mm.reset();
+  std::vector<std::string> inv = invariants(oracle);
+  ASSERT_FALSE(inv.empty());
+  EXPECT_EQ(inv[0], "E2") << "the RELEASE callback returned holding a translation";
+  EXPECT_NE(std::find(inv.begin(), inv.end(), "E7"), inv.end());
+  dev.pt.clear();
+  dev.detach();
+  mm->mmdrop();
+}
+
+TEST(Oracle, E8SubscriptionSeqMustBeOdd) {
+  TestMm t;
+  CoherenceOracle oracle(t.machine);
+  VirtAddr a = t.map(4 * K4);
+  t.write(a, 1);
+  BrokenDevice dev(t.mm.get());
+  ASSERT_EQ(dev.attach(a, 4 * K4, false), 0);
+  uint64_t seq = mmu_interval_read_begin(&dev.sub);
+  mmu_interval_set_seq(&dev.sub, seq + 1);  // a driver corrupting its seq
+  dev.program(a, cpu_pfn(t, a), true, seq + 1);
+  EXPECT_EQ(invariants(oracle), std::vector<std::string>{"E8"});
+  mmu_interval_set_seq(&dev.sub, seq);
+  dev.pt.clear();
+}
+
 TEST(Oracle, E10SleepingInANonBlockableCallback) {
   TestMm t;
   CoherenceOracle oracle(t.machine);
@@ -333,6 +371,40 @@ TEST(Oracle, CorrectDevicesStayCleanAcrossEveryOperation) {
   EXPECT_EQ(oracle.violations(), 0u) << oracle.violation_list()[0].detail;
   gpu.detach();
   vm.detach();
+}
+
+}  // namespace
+}  // namespace smm
+
+namespace smm {
+namespace {
+
+TEST(Oracle, ThpInvariantWatchesEveryNewLargeMapping) {
+  TestMm t;
+  CoherenceOracle oracle(t.machine);
+  t.machine.thp().set_size(4, ThpSizeSetting::kAlways);  // 64K mTHP
+  VirtAddr a = t.map(4 * M2, RW, MAP_PRIVATE | MAP_ANONYMOUS, MmapOpts{.align = M2});
+  ASSERT_EQ(do_madvise(t.mm.get(), a, M2, MADV_HUGEPAGE), 0);
+  ASSERT_EQ(do_madvise(t.mm.get(), a + M2, M2, MADV_NOHUGEPAGE), 0);
+  t.write(a, 1);       // a PMD THP in a VM_HUGEPAGE VMA
+  t.write(a + M2, 2);  // VM_NOHUGEPAGE: 4 KiB
+  t.write(a + 2 * M2, 3);  // 64K mTHP
+  EXPECT_EQ(oracle.violations(), 0u);
+  // A path that ignored VM_NOHUGEPAGE would report this:
+  vm_flags_t flags;
+  {
+    ReadLocker l(t.mm->mmap_lock);
+    VmArea* vma = t.mm->mm_mt.lookup(a + M2);
+    ASSERT_NE(vma, nullptr);
+    flags = vma->vm_flags;
+  }
+  EXPECT_TRUE(flags & VM_NOHUGEPAGE);
+  oracle.on_large_folio_mapped(t.mm.get(), flags, a + M2, 4);
+  std::vector<OracleViolation> v = oracle.violation_list();
+  ASSERT_EQ(v.size(), 1u);
+  EXPECT_EQ(v[0].invariant, "THP");
+  EXPECT_EQ(v[0].address, a + M2);
+  EXPECT_NE(v[0].detail.find("64K folio"), std::string::npos) << v[0].detail;
 }
 
 }  // namespace

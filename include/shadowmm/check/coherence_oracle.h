@@ -19,6 +19,12 @@
 //      device uses a frame whose generation changed;
 //   E6 replacement ordering: a TLB that walks the CPU page tables was not
 //      invalidated between the clear and the new entry of a re-pointed PTE;
+//   THP (spec f.5, the invariant BLOCK_THP relies on): no folio of order > 0
+//      is newly mapped in a VMA with VM_NOHUGEPAGE;
+//   E7 release: after mmu_notifier_release no device of the mm holds a
+//      translation, and none is established;
+//   E8 sequence: a subscription's seq is odd, and the mm's seq is odd only
+//      while an invalidation is active (checked at establishment);
 //   E10 blocking: a callback slept on a non-blockable range (or in
 //      invalidate_secondary_tlbs), or read_begin/remove ran from a callback
 //      or under a device lock.
@@ -29,6 +35,7 @@
 #pragma once
 
 #include <absl/container/btree_map.h>
+#include <absl/container/btree_set.h>
 
 #include <cstdint>
 #include <map>
@@ -80,10 +87,12 @@ class CoherenceOracle : public MmObserver {
   void on_pte_install(MmStruct* mm, VirtAddr addr, uint64_t size, Pte pte) override;
   void on_tlb_flush(MmStruct* mm, VirtAddr start, VirtAddr end) override;
   void on_folio_free(Folio folio) override;
+  void on_large_folio_mapped(MmStruct* mm, uint64_t vm_flags, VirtAddr addr, unsigned order) override;
   void on_subscriber_invalidated(const void* sub, const MmuNotifierRange& range) override;
   void on_subscriber_range_end(const void* sub, const MmuNotifierRange& range) override;
   void on_secondary_tlbs(const void* sub, MmStruct* mm, VirtAddr start, VirtAddr end) override;
   void on_sleep_in_callback(const void* sub, const char* what) override;
+  void on_release(MmStruct* mm) override;
 
   // ---- results ----
   size_t violations() const EXCLUDES(lock_);
@@ -104,6 +113,8 @@ class CoherenceOracle : public MmObserver {
   bool covered_locked(MmStruct* mm, VaRange r) const REQUIRES(lock_);
   SecondaryMmu* device_of_locked(const void* sub) const REQUIRES(lock_);
   bool has_walker_locked(const MmStruct* mm) const REQUIRES(lock_);
+  // E7: records a translation established in a released mm.
+  void check_not_released_locked(const SecondaryMmu* dev, const DevTranslation& t) REQUIRES(lock_);
   bool unflushed_locked(const MmStruct* mm, VirtAddr addr) const REQUIRES(lock_);
   // Checks `t` against the CPU page tables (pfn and write permission).
   bool backed_by_cpu(MmStruct* mm, const DevTranslation& t, std::string* why) const;
@@ -116,6 +127,8 @@ class CoherenceOracle : public MmObserver {
   // Classic (start/end) subscribers between their start and end.
   std::vector<std::pair<const void*, VaRange>> classic_windows_ GUARDED_BY(lock_);
   std::vector<OracleViolation> violations_ GUARDED_BY(lock_);
+  // Ids of the mms whose notifiers were released (E7).
+  absl::btree_set<uint64_t> released_ GUARDED_BY(lock_);
   // E6: PTEs cleared whose TLB flush has not happened yet (address ->
   // size), kept only for mms with a device that walks the CPU page tables.
   // Until that flush, a walker may legally still cache the old frame, also

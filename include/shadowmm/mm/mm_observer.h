@@ -60,6 +60,12 @@ class MmObserver {
   }
   // `folio` is about to go back to the allocator.
   virtual void on_folio_free(Folio folio) { (void)folio; }
+  // A folio of order > 0 was newly mapped at `addr` in a VMA with
+  // `vm_flags` (a THP or mTHP fault, the huge zero page, a collapse, a dax
+  // huge fault): the oracle's THP invariant of spec f.5.
+  virtual void on_large_folio_mapped(MmStruct* mm, uint64_t vm_flags, VirtAddr addr, unsigned order) {
+    (void)mm, (void)vm_flags, (void)addr, (void)order;
+  }
 
   // ---- the notifier core's calls into subscribers ----
   // A subscriber's invalidation returned for `range` and it must now hold no
@@ -79,6 +85,8 @@ class MmObserver {
   virtual void on_secondary_tlbs(const void* sub, MmStruct* mm, VirtAddr start, VirtAddr end) {
     (void)sub, (void)mm, (void)start, (void)end;
   }
+  // mmu_notifier_release(mm) returned: every subscriber dropped everything.
+  virtual void on_release(MmStruct* mm) { (void)mm; }
   // A callback of `sub` tried to sleep where it must not (a non-blockable
   // range, or invalidate_secondary_tlbs): E10.
   virtual void on_sleep_in_callback(const void* sub, const char* what) { (void)sub, (void)what; }
