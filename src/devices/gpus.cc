@@ -142,6 +142,7 @@ void GpuGroup::retire(Gpu& g, Flush& f) {
 
 std::shared_ptr<GpuGroup::Flush> GpuGroup::submit(Gpu& g, VaRange r) {
   auto f = std::make_shared<Flush>();
+  f->gpu = &g;
   f->range = r;
   trace_op("submit " + std::to_string(g.index));
   {
@@ -155,20 +156,28 @@ std::shared_ptr<GpuGroup::Flush> GpuGroup::submit(Gpu& g, VaRange r) {
   return f;
 }
 
-void GpuGroup::wait(Gpu& g, Flush& f, bool blockable) {
-  if (blockable) {
-    // The fence signals at the completion time, which the driver can
-    // read without the worker's help (as a seqno the GPU writes): sleep to
-    // it and retire the flush here if the worker has not run yet. The
-    // worker's wake-up latency then does not add up over the GPUs.
-    might_sleep("GPU TLB invalidation fence");
-    precise_timer_slack();
-    if (!f.done.load(std::memory_order_acquire)) sleep_until_ns(f.complete_at_ns);
-  } else {
-    // A non-blockable range may not sleep: poll the clock.
-    while (!f.done.load(std::memory_order_acquire) && now_ns() < f.complete_at_ns) std::this_thread::yield();
+void GpuGroup::wait_all(const std::vector<std::shared_ptr<Flush>>& flushes, bool blockable) {
+  uint64_t last = 0;
+  bool all_done = true;
+  for (const auto& f : flushes) {
+    last = std::max(last, f->complete_at_ns);
+    all_done &= f->done.load(std::memory_order_acquire);
   }
-  retire(g, f);
+  if (!all_done) {
+    if (blockable) {
+      // The fences signal at known times, which the driver can read without
+      // the workers' help (as a seqno the GPU writes): sleep once to the
+      // latest and retire what the workers have not retired yet. Their
+      // wake-up latencies then do not add up.
+      might_sleep("GPU TLB invalidation fence");
+      precise_timer_slack();
+      sleep_until_ns(last);
+    } else {
+      // A non-blockable range may not sleep: poll the clock.
+      while (now_ns() < last) std::this_thread::yield();
+    }
+  }
+  for (const auto& f : flushes) retire(*f->gpu, *f);
 }
 
 // ---- the notifier callbacks ----
@@ -204,8 +213,7 @@ bool GpuGroup::invalidate_cb(MmuIntervalNotifier* sub, const MmuNotifierRange* r
   VaRange r = range->range().intersect(self->interval());
   // Before [S4]: one GPU after the other.
   for (auto& g : self->gpus_) {
-    std::shared_ptr<Flush> f = self->submit(*g, r);
-    self->wait(*g, *f, range->blockable());
+    self->wait_all({self->submit(*g, r)}, range->blockable());
   }
   self->lock_.unlock();
   self->account(mmu_notify_event_name(range->event), range->range(), range->blockable(), t0);
@@ -235,7 +243,7 @@ bool GpuGroup::invalidate_start_cb(MmuIntervalNotifier* sub, const MmuNotifierRa
   if (!f) {
     // No finish object: complete the invalidation in this pass.
     self->trace_op("fallback");
-    for (size_t i = 0; i < flushes.size(); i++) self->wait(*self->gpus_[i], *flushes[i], range->blockable());
+    self->wait_all(flushes, range->blockable());
     {
       SpinLocker l(self->stats_lock_);
       self->stats_.fallbacks++;
@@ -257,7 +265,7 @@ void GpuGroup::invalidate_finish_cb(MmuIntervalNotifierFinish* finish) {
   GpuGroup* self = f->group;
   VM_BUG_ON(finish->notifier != &self->notifier_);
   self->trace_op("finish");
-  for (size_t i = 0; i < f->flushes.size(); i++) self->wait(*self->gpus_[i], *f->flushes[i], f->blockable);
+  self->wait_all(f->flushes, f->blockable);
   f->flushes.clear();
   self->account(f->event, f->range, f->blockable, f->start_ns);
   f->in_use.store(false);

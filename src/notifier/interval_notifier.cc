@@ -67,11 +67,14 @@ void finish_pass(MmStruct* mm, const std::vector<MmuIntervalNotifierFinish*>& fi
                  const MmuNotifierRange* range) {
   Machine& m = mm->machine();
   for (MmuIntervalNotifierFinish* f : finishes) {
+    // Once invalidate_finish returns, the finish object is the driver's
+    // again (it may reuse or free it at once): do not read it afterwards.
+    MmuIntervalNotifier* sub = f->notifier;
     {
-      CallbackScope scope(f->notifier, !range->blockable(), report_sleep_in_callback, &m);
-      f->notifier->ops->invalidate_finish(f);
+      CallbackScope scope(sub, !range->blockable(), report_sleep_in_callback, &m);
+      sub->ops->invalidate_finish(f);
     }
-    report_invalidated(mm, f->notifier, *range);
+    report_invalidated(mm, sub, *range);
   }
 }
 

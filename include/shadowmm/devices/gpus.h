@@ -91,12 +91,13 @@ class GpuGroup : public Mirror {
  private:
   // One TLB flush submitted to one GPU. Shared by the submitter and the
   // GPU's queue.
+  struct Gpu;
   struct Flush {
+    Gpu* gpu = nullptr;
     VaRange range;
     uint64_t complete_at_ns = 0;  // when the GPU will have finished it
     std::atomic<bool> done{false};
   };
-  struct Gpu;
   // [S4] One finish object per concurrent two-pass invalidation.
   struct Finish : MmuIntervalNotifierFinish {
     GpuGroup* group = nullptr;
@@ -120,7 +121,9 @@ class GpuGroup : public Mirror {
   // Applies a completed flush to the GPU's translations (once; by the
   // worker or by a waiter that found the completion time passed).
   void retire(Gpu& gpu, Flush& f);
-  void wait(Gpu& gpu, Flush& f, bool blockable);
+  // Waits for every flush (one sleep to the latest completion time, then
+  // retire them all).
+  void wait_all(const std::vector<std::shared_ptr<Flush>>& flushes, bool blockable);
   void account(const char* event, VaRange r, bool blockable, uint64_t start_ns);
   // A free finish object, or nullptr (never blocks).
   Finish* get_finish();
