@@ -82,6 +82,20 @@ bool CoherenceOracle::backed_by_cpu(MmStruct* mm, const DevTranslation& t, std::
     PtSlot slot = pt_lookup(mm, t.addr, level);
     if (!slot) break;
     Pte e = slot.get();
+    if (level == PMD_LEVEL && e.is_none()) {
+      // A PTE table detached by a collapse still says what is mapped
+      // outside the collapsed sub-range (spec E9).
+      PageTable* table = nullptr;
+      {
+        SpinLocker l(lock_);
+        auto it = detached_.find({mm, t.addr.align_down(PMD_SIZE).value()});
+        if (it != detached_.end()) table = it->second;
+      }
+      if (table) {
+        level = PTE_LEVEL;
+        e = Pte(table->entries[t.addr.index(PTE_LEVEL)].load(std::memory_order_acquire));
+      }
+    }
     if (e.is_table()) continue;
     if (!e.is_leaf() || e.protnone()) break;
     Pfn cpu_pfn = e.pfn() + ((t.addr.value() & (level_size(level) - 1)) >> PAGE_SHIFT);
@@ -183,6 +197,16 @@ void CoherenceOracle::on_pte_install(MmStruct* mm, VirtAddr addr, uint64_t size,
                hex(cached_pfn.value()) + " (no invalidate_secondary_tlbs between the clear and the new entry)");
   }
   (void)size;
+}
+
+void CoherenceOracle::on_pmd_table_detached(MmStruct* mm, VirtAddr haddr, PageTable* table) {
+  SpinLocker l(lock_);
+  detached_[{mm, haddr.value()}] = table;
+}
+
+void CoherenceOracle::on_pmd_table_reattached(MmStruct* mm, VirtAddr haddr) {
+  SpinLocker l(lock_);
+  detached_.erase({mm, haddr.value()});
 }
 
 void CoherenceOracle::on_folio_free(Folio folio) {

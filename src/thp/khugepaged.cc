@@ -1,13 +1,12 @@
 // File: src/thp/khugepaged.cc
 //
-// khugepaged and MADV_COLLAPSE (mm/khugepaged.c: khugepaged_enter_vma,
-// __khugepaged_enter, khugepaged_fork, __khugepaged_exit,
+// THP collapse, khugepaged's and MADV_COLLAPSE's (mm/khugepaged.c:
 // hpage_collapse_scan_pmd, hugepage_vma_revalidate, find_pmd_or_thp_or_none,
 // check_pmd_still_valid, __collapse_huge_page_swapin, alloc_charge_folio,
 // collapse_huge_page, __collapse_huge_page_isolate, __collapse_huge_page_copy,
-// khugepaged_scan_mm_slot, khugepaged_do_scan, khugepaged, madvise_collapse),
-// with S2's mTHP collapse (collapse_max_ptes_none, mthp_collapse, the order
-// argument of collapse_huge_page).
+// madvise_collapse), with S2's mTHP collapse (collapse_max_ptes_none,
+// mthp_collapse, the order argument of collapse_huge_page). The mm list and
+// the scanner that drives this are in khugepaged_scan.cc.
 //
 // The lock sequence of a collapse (spec d.2), for [start, start + 4K<<order)
 // inside the PMD at haddr:
@@ -37,14 +36,10 @@
 // (lock_order.h), and the answer is only a heuristic either way.
 // Deviation from Linux: the old PTE table of a PMD collapse is not
 // deposited (huge_memory.cc deposits none); it is freed once installed.
-// Deviation from Linux: a synchronous pass (the scenario verb) does not
-// sleep alloc_sleep_millisecs after an allocation failure; it ends the
-// wake-up as the kthread does after its second failure.
 
 #include "shadowmm/thp/khugepaged.h"
 
 #include <algorithm>
-#include <chrono>
 
 #include "shadowmm/mm/machine.h"
 #include "shadowmm/mm/memory.h"
@@ -54,6 +49,8 @@
 #include "shadowmm/notifier/mmu_notifier.h"
 #include "shadowmm/pgtable/tlb.h"
 #include "shadowmm/thp/policy.h"
+
+#include "khugepaged_internal.h"
 
 namespace smm {
 
@@ -76,11 +73,6 @@ bool pte_none_or_zero(const Machine& m, Pte e) { return e.is_none() || is_zero_p
 // cache: one reference per mapping (a PTE each, one for a PMD).
 int64_t folio_expected_ref_count(Folio folio) {
   return folio.total_mapcount() - int64_t{folio.entire_mapcount()} * int64_t(folio.nr_pages() - 1);
-}
-
-// Linux: hpage_collapse_test_exit_or_disable.
-bool hpage_collapse_test_exit_or_disable(const MmStruct* mm) {
-  return mm->mm_users.load(std::memory_order_relaxed) == 0 || mm->test_flag(MMF_DISABLE_THP_COMPLETELY);
 }
 
 // Linux: find_pmd_or_thp_or_none (mm_find_pmd + check_pmd_state).
@@ -269,7 +261,11 @@ int64_t collapse_copy_and_release(Machine& m, MmStruct* mm, PageTable* t, unsign
   // Unlock (and put back a large folio still mapped elsewhere) before the
   // references go: the last put frees the folio.
   isolated->release();
-  for (const Drop& d : drops) d.folio.put(d.refs);
+  // Freed in one batch (release_pages): one zone lock for all of them.
+  std::vector<Pfn> freed;
+  for (const Drop& d : drops)
+    if (d.folio.put_testzero(d.refs)) freed.push_back(d.folio.pfn());
+  m.mem().free_folios(freed.data(), freed.size());
   return filled;
 }
 
@@ -374,7 +370,7 @@ int madvise_collapse_errno(ScanResult r) {
   }
 }
 
-// ---- the mm list ----
+// ---- orders and limits ----
 
 uint32_t collapse_allowable_orders(const VmArea* vma, bool is_khugepaged) {
   Machine& m = vma->vm_mm->machine();
@@ -387,27 +383,6 @@ uint32_t collapse_allowable_orders(const VmArea* vma, bool is_khugepaged) {
     orders = THP_ORDERS_ALL_ANON;
   return thp_vma_allowable_orders(vma, vma->vm_flags, is_khugepaged ? TVA_ENFORCE_SYSFS : TVA_FORCED_COLLAPSE,
                                   orders);
-}
-
-void khugepaged_enter_vma(VmArea* vma, vm_flags_t vm_flags) {
-  MmStruct* mm = vma->vm_mm;
-  if (mm->test_flag(MMF_VM_HUGEPAGE)) return;
-  Machine& m = mm->machine();
-  uint32_t orders = kPmdOrderBit;
-  if (vma->is_anonymous() &&
-      m.knobs().collapse_orders.load(std::memory_order_relaxed) == MmKnobs::CollapseOrders::kMthp)
-    orders = THP_ORDERS_ALL_ANON;
-  // Mainline: hugepage_pmd_enabled() && thp_vma_allowable_order(PMD_ORDER);
-  // [S2] ("run khugepaged for all orders"): any order khugepaged collapses to.
-  if (thp_vma_allowable_orders(vma, vm_flags, TVA_ENFORCE_SYSFS, orders)) m.khugepaged().enter(mm);
-}
-
-void khugepaged_fork(MmStruct* mm, MmStruct* oldmm) {
-  if (oldmm->test_flag(MMF_VM_HUGEPAGE)) mm->machine().khugepaged().enter(mm);
-}
-
-void khugepaged_exit(MmStruct* mm) {
-  if (mm->test_flag(MMF_VM_HUGEPAGE)) mm->machine().khugepaged().exit(mm);
 }
 
 // ---- scan ----
@@ -578,6 +553,7 @@ ScanResult collapse_huge_page(MmStruct* mm, VirtAddr start_addr, int referenced,
     } else {
       old_pmd = pmdp_collapse_flush(mm, haddr, pmd);
     }
+    for_each_observer(m, [&](MmObserver* o) { o->on_pmd_table_detached(mm, haddr, old_pmd.table()); });
   }
   mmu_notifier_invalidate_range_end(&range);
   // Linux: tlb_remove_table_sync_one. Lockless walkers that read the old
@@ -605,6 +581,7 @@ ScanResult collapse_huge_page(MmStruct* mm, VirtAddr start_addr, int referenced,
       SpinLocker l(*pmd.ptl);
       VM_BUG_ON(!pmd.get().is_none());
       pmd.set(old_pmd);
+      for_each_observer(m, [&](MmObserver* o) { o->on_pmd_table_reattached(mm, haddr); });
     }
     return fail(r);  // frees the new folio: not under the PMD lock
   }
@@ -637,10 +614,14 @@ ScanResult collapse_huge_page(MmStruct* mm, VirtAddr start_addr, int referenced,
       }
       pmd.set(old_pmd);
     }
+    for_each_observer(m, [&](MmObserver* o) { o->on_pmd_table_reattached(mm, haddr); });
+    // The oracle's THP invariant (spec f.5): a new large mapping.
+    for_each_observer(m, [&](MmObserver* o) { o->on_large_folio_mapped(mm, vma->vm_flags, start_addr, order); });
   }
   if (order == HPAGE_PMD_ORDER) {
-    // Unreachable since the flush, and no lockless walker saw it since the
-    // sync above.
+    // Unreachable since the flush; the oracle stopped looking into it
+    // above, and may still be reading it: one more sync.
+    if (m.observed()) pt_sync_lockless_walkers(mm);
     pt_free_table(mm, t);
   } else {
     folio.put();  // the mappings hold their own references
@@ -766,257 +747,5 @@ int madvise_collapse(MmStruct* mm, VmArea* vma, VirtAddr start, VirtAddr end, bo
   uint64_t blocks = hend > hstart ? (hend - hstart) >> PMD_SHIFT : 0;
   return thps == blocks ? 0 : madvise_collapse_errno(last_fail);
 }
-
-// ---- the scanner ----
-
-Khugepaged::Khugepaged(Machine& machine) : machine_(machine) {}
-
-Khugepaged::~Khugepaged() {
-  stop();
-  std::vector<MmStruct*> left;
-  {
-    SpinLocker l(mm_lock_);
-    left.swap(slots_);
-    scan_active_ = false;
-  }
-  for (MmStruct* mm : left) mm->mmdrop();
-}
-
-void Khugepaged::start() {
-  if (thread_.joinable()) return;
-  {
-    std::lock_guard<std::mutex> g(sleep_mu_);
-    stop_requested_ = false;
-  }
-  thread_ = std::thread([this] { thread_main(); });
-}
-
-void Khugepaged::stop() {
-  if (!thread_.joinable()) return;
-  {
-    std::lock_guard<std::mutex> g(sleep_mu_);
-    stop_requested_ = true;
-  }
-  sleep_cv_.notify_all();
-  thread_.join();
-}
-
-void Khugepaged::enter(MmStruct* mm) {
-  // The flag says "on the list"; only its first setter adds the slot.
-  if (mm->flags.fetch_or(MMF_VM_HUGEPAGE, std::memory_order_relaxed) & MMF_VM_HUGEPAGE) return;
-  mm->mmgrab();
-  SpinLocker l(mm_lock_);
-  slots_.push_back(mm);
-}
-
-void Khugepaged::exit(MmStruct* mm) {
-  bool found = false;
-  {
-    SpinLocker l(mm_lock_);
-    auto it = std::find(slots_.begin(), slots_.end(), mm);
-    if (it != slots_.end()) {
-      size_t idx = static_cast<size_t>(it - slots_.begin());
-      slots_.erase(it);
-      found = true;
-      // Keep the cursor on the mm it was on; if that was this one, it moves
-      // to the next mm (address 0), or past the end: one full scan done.
-      if (scan_active_) {
-        if (idx < scan_index_) {
-          scan_index_--;
-        } else if (idx == scan_index_) {
-          scan_address_ = VirtAddr(0);
-          if (scan_index_ >= slots_.size()) {
-            scan_active_ = false;
-            scan_index_ = 0;
-            full_scans_++;
-            machine_.stats().count(VmEvent::khugepaged_full_scans);
-          }
-        }
-      }
-    }
-  }
-  if (found) mm->mmdrop();
-}
-
-uint64_t Khugepaged::full_scans() const {
-  SpinLocker l(mm_lock_);
-  return full_scans_;
-}
-
-size_t Khugepaged::nr_mms() const {
-  SpinLocker l(mm_lock_);
-  return slots_.size();
-}
-
-bool Khugepaged::has_mm(const MmStruct* mm) const {
-  SpinLocker l(mm_lock_);
-  return std::find(slots_.begin(), slots_.end(), mm) != slots_.end();
-}
-
-unsigned Khugepaged::scan_mm(MmStruct* mm, VirtAddr* address, unsigned pages, ScanResult* result, bool* done) {
-  MmOpScope op("khugepaged");
-  Machine& m = machine_;
-  CollapseControl cc;
-  cc.is_khugepaged = true;
-  *done = true;
-  // Never wait for mmap_lock: move on to the next mm instead.
-  if (!mm->mmap_lock.try_read_lock()) return 0;
-  unsigned progress = 1;
-  if (hpage_collapse_test_exit_or_disable(mm)) {
-    mm->mmap_lock.read_unlock();
-    return progress;
-  }
-  for (VmArea* vma = mm->mm_mt.find(*address); vma; vma = mm->mm_mt.next(vma)) {
-    // khugepaged skips VM_NOHUGEPAGE (BLOCK_THP) and VM_NO_KHUGEPAGED VMAs
-    // here: no order is allowed for them.
-    if (!collapse_allowable_orders(vma, true)) {
-      progress++;
-      continue;
-    }
-    VirtAddr hstart = vma->vm_start.align_up(PMD_SIZE);
-    VirtAddr hend = vma->vm_end.align_down(PMD_SIZE);
-    if (*address > hend) {
-      progress++;
-      continue;
-    }
-    if (*address < hstart) *address = hstart;
-    while (*address < hend) {
-      ScanResult r = hpage_collapse_scan_pmd_locked(mm, vma, *address, &cc);
-      VirtAddr haddr = *address;
-      *address += PMD_SIZE;
-      progress += HPAGE_PMD_NR;
-      if (r == SCAN_SUCCEED) {
-        // collapse_huge_page expects the lock dropped; the scan resumes
-        // from the next block on the next call.
-        mm->mmap_lock.read_unlock();
-        r = collapse_scanned_pmd(mm, haddr, &cc);
-        if (r == SCAN_SUCCEED) m.stats().count(VmEvent::khugepaged_pages_collapsed);
-        *result = r;
-        *done = false;
-        return progress;
-      }
-      *result = r;
-      if (progress >= pages) {
-        mm->mmap_lock.read_unlock();
-        *done = false;
-        return progress;
-      }
-    }
-  }
-  mm->mmap_lock.read_unlock();
-  return progress;
-}
-
-unsigned Khugepaged::scan_mm_slot(unsigned pages, ScanResult* result) {
-  *result = SCAN_FAIL;
-  MmStruct* mm;
-  VirtAddr address;
-  bool got;
-  {
-    SpinLocker l(mm_lock_);
-    if (slots_.empty()) return 0;
-    if (!scan_active_) {
-      scan_active_ = true;
-      scan_index_ = 0;
-      scan_address_ = VirtAddr(0);
-    }
-    mm = slots_[scan_index_];
-    address = scan_address_;
-    // Deviation from Linux: the scan pins the address space (mmget) instead
-    // of relying on exit_mmap's write lock; fails once it is exiting (its
-    // khugepaged_exit then takes the slot off the list).
-    got = mm->mmget_not_zero();
-  }
-  unsigned progress = 1;
-  bool done = true;
-  if (got) progress = scan_mm(mm, &address, pages, result, &done);
-  {
-    SpinLocker l(mm_lock_);
-    if (scan_active_ && scan_index_ < slots_.size() && slots_[scan_index_] == mm) {
-      scan_address_ = address;
-      if (done) {
-        scan_address_ = VirtAddr(0);
-        if (++scan_index_ >= slots_.size()) {
-          scan_active_ = false;
-          scan_index_ = 0;
-          full_scans_++;
-          machine_.stats().count(VmEvent::khugepaged_full_scans);
-        }
-      }
-    }
-  }
-  // Outside every lock: the last reference runs exit_mmap.
-  if (got) mm->mmput();
-  return progress;
-}
-
-unsigned Khugepaged::do_scan(bool sleep_on_alloc_fail) {
-  MutexLocker s(scan_lock_);
-  const unsigned pages = std::max(1u, machine_.thp().pages_to_scan.load(std::memory_order_relaxed));
-  unsigned progress = 0, pass_through_head = 0;
-  bool wait = true;
-  for (;;) {
-    if (sleep_on_alloc_fail) {
-      std::lock_guard<std::mutex> g(sleep_mu_);
-      if (stop_requested_) break;
-    }
-    bool has_work;
-    {
-      SpinLocker l(mm_lock_);
-      if (!scan_active_) pass_through_head++;
-      has_work = !slots_.empty();
-    }
-    ScanResult result = SCAN_SUCCEED;
-    if (has_work && pass_through_head < 2)
-      progress += scan_mm_slot(pages - progress, &result);
-    else
-      progress = pages;
-    if (progress >= pages) break;
-    if (result == SCAN_ALLOC_HUGE_PAGE_FAIL) {
-      // The first failure sleeps a while, the second ends the wake-up.
-      if (!wait || !sleep_on_alloc_fail) break;
-      wait = false;
-      std::unique_lock<std::mutex> l(sleep_mu_);
-      sleep_cv_.wait_for(l,
-                         std::chrono::milliseconds(machine_.thp().alloc_sleep_millisecs.load(std::memory_order_relaxed)),
-                         [&] { return stop_requested_; });
-    }
-  }
-  return progress;
-}
-
-void Khugepaged::scan_passes(unsigned passes) {
-  MutexLocker s(scan_lock_);
-  uint64_t target;
-  {
-    SpinLocker l(mm_lock_);
-    target = full_scans_ + passes;
-  }
-  // Wake-ups of pages_to_scan each, back to back, but stopping exactly at
-  // the end of the last full scan (a kthread wake-up may wrap around into
-  // the next one).
-  const unsigned pages = std::max(1u, machine_.thp().pages_to_scan.load(std::memory_order_relaxed));
-  for (;;) {
-    {
-      SpinLocker l(mm_lock_);
-      if (slots_.empty() || full_scans_ >= target) return;
-    }
-    ScanResult result;
-    scan_mm_slot(pages, &result);
-  }
-}
-
-void Khugepaged::thread_main() {
-  for (;;) {
-    do_scan(true);
-    std::unique_lock<std::mutex> l(sleep_mu_);
-    if (stop_requested_) return;
-    unsigned ms = machine_.thp().scan_sleep_millisecs.load(std::memory_order_relaxed);
-    sleep_cv_.wait_for(l, std::chrono::milliseconds(ms), [&] { return stop_requested_; });
-    if (stop_requested_) return;
-  }
-}
-
-void khugepaged_scan_passes(Machine& machine, unsigned passes) { machine.khugepaged().scan_passes(passes); }
 
 }  // namespace smm

@@ -24,11 +24,6 @@ using test::K4;
 using test::M2;
 using test::RW;
 
-std::chrono::milliseconds stress_duration() {
-  if (const char* s = std::getenv("SHADOWMM_STRESS_SECONDS")) return std::chrono::seconds(std::atoi(s));
-  return std::chrono::milliseconds(400);
-}
-
 TEST(MmStress, FaultsRaceWithMprotectMadviseAndMunmap) {
   test::TestMm t;
   MmStruct* mm = t.mm.get();
@@ -89,7 +84,7 @@ TEST(MmStress, FaultsRaceWithMprotectMadviseAndMunmap) {
   threads.emplace_back(cpu, 1);
   threads.emplace_back(cpu, 2);
   threads.emplace_back(changer, 3);
-  std::this_thread::sleep_for(stress_duration());
+  std::this_thread::sleep_for(test::stress_duration(400));
   stop = true;
   for (auto& th : threads) th.join();
   EXPECT_GT(accesses.load(), 100u);

@@ -31,11 +31,6 @@ using test::K4;
 using test::M2;
 using test::RW;
 
-std::chrono::milliseconds stress_duration() {
-  if (const char* s = std::getenv("SHADOWMM_STRESS_SECONDS")) return std::chrono::seconds(std::atoi(s));
-  return std::chrono::milliseconds(400);
-}
-
 bool acceptable(int rc) { return rc == 0 || rc == -EFAULT || rc == -EPERM || rc == -EBUSY || rc == -ENOMEM; }
 
 // Devices fault, read and write in loops while a CPU thread accesses and
@@ -125,7 +120,7 @@ void run_device_stress(const std::function<std::vector<std::unique_ptr<Secondary
   threads.emplace_back(changer, 101);
   // Run for the duration, and on a loaded machine (sanitizers, parallel
   // ctest) until every side made some progress, up to a hard cap.
-  std::this_thread::sleep_for(stress_duration());
+  std::this_thread::sleep_for(test::stress_duration(400));
   auto cap = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   while ((changes.load() <= 10 || device_ops.load() <= 10) && std::chrono::steady_clock::now() < cap)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -177,7 +172,7 @@ TEST(NotifierStress, InsertAndRemoveRaceWithInvalidations) {
   for (int i = 0; i < 2; i++) {
     users.emplace_back([&, i] {
       std::mt19937_64 rng(i);
-      auto end = std::chrono::steady_clock::now() + stress_duration();
+      auto end = std::chrono::steady_clock::now() + test::stress_duration(400);
       static const MmuIntervalNotifierOps ops = {
           .invalidate = [](MmuIntervalNotifier* s, const MmuNotifierRange*, uint64_t seq) {
             mmu_interval_set_seq(s, seq);

@@ -185,8 +185,9 @@ TEST(GpuGroup, NoFinishObjectFallsBackToOnePass) {
   Strings s = ops(g);
   EXPECT_EQ(s.front(), "start");
   EXPECT_EQ(pos(s, "finish"), s.size()) << "no finish object was handed back";
-  EXPECT_LT(pos(s, "complete 0"), pos(s, "fallback") + 4);
-  EXPECT_GT(pos(s, "complete 0"), pos(s, "fallback"));
+  EXPECT_NE(pos(s, "fallback"), s.size());
+  EXPECT_NE(pos(s, "complete 0"), s.size());
+  EXPECT_NE(pos(s, "complete 1"), s.size());
   EXPECT_EQ(g.stats().fallbacks, 1u);
   EXPECT_EQ(g.stats().invalidations, 1u);
   EXPECT_EQ(g.mapped_pages(), 0u);

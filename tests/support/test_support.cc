@@ -3,6 +3,7 @@
 #include "test_support.h"
 
 #include <cstdio>
+#include <cstdlib>
 
 #include "shadowmm/mm/memory.h"
 
@@ -86,6 +87,11 @@ std::vector<RecordingObserver::Event> RecordingObserver::events() const {
 void RecordingObserver::clear() {
   std::lock_guard<std::mutex> g(mu_);
   events_.clear();
+}
+
+std::chrono::milliseconds stress_duration(int default_ms) {
+  if (const char* s = std::getenv("SHADOWMM_STRESS_SECONDS")) return std::chrono::seconds(std::atoi(s));
+  return std::chrono::milliseconds(default_ms);
 }
 
 std::string rel(VirtAddr base, VirtAddr a) {

@@ -9,6 +9,7 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -26,6 +27,10 @@ inline constexpr uint64_t M1 = 1ull << 20;
 inline constexpr uint64_t M2 = 2ull << 20;
 inline constexpr uint64_t G1 = 1ull << 30;
 inline constexpr int RW = PROT_READ | PROT_WRITE;
+
+// How long a threaded stress test runs: SHADOWMM_STRESS_SECONDS (make
+// stress), else `default_ms`.
+std::chrono::milliseconds stress_duration(int default_ms);
 
 // One machine with one mm ("main"). Checks every invariant on destruction.
 class TestMm {

@@ -87,6 +87,8 @@ class CoherenceOracle : public MmObserver {
   void on_pte_install(MmStruct* mm, VirtAddr addr, uint64_t size, Pte pte) override;
   void on_tlb_flush(MmStruct* mm, VirtAddr start, VirtAddr end) override;
   void on_folio_free(Folio folio) override;
+  void on_pmd_table_detached(MmStruct* mm, VirtAddr haddr, PageTable* table) override;
+  void on_pmd_table_reattached(MmStruct* mm, VirtAddr haddr) override;
   void on_large_folio_mapped(MmStruct* mm, uint64_t vm_flags, VirtAddr addr, unsigned order) override;
   void on_subscriber_invalidated(const void* sub, const MmuNotifierRange& range) override;
   void on_subscriber_range_end(const void* sub, const MmuNotifierRange& range) override;
@@ -127,6 +129,10 @@ class CoherenceOracle : public MmObserver {
   // Classic (start/end) subscribers between their start and end.
   std::vector<std::pair<const void*, VaRange>> classic_windows_ GUARDED_BY(lock_);
   std::vector<OracleViolation> violations_ GUARDED_BY(lock_);
+  // PTE tables khugepaged detached, by (mm, PMD address): the CPU mapping
+  // of an address outside the collapsed sub-range is still what the table
+  // says (spec E9), although the PMD is none.
+  std::map<std::pair<const MmStruct*, uint64_t>, PageTable*> detached_ GUARDED_BY(lock_);
   // Ids of the mms whose notifiers were released (E7).
   absl::btree_set<uint64_t> released_ GUARDED_BY(lock_);
   // E6: PTEs cleared whose TLB flush has not happened yet (address ->

@@ -15,6 +15,10 @@
 //                             pages_to_scan), full passes, and an optional
 //                             background thread sleeping scan_sleep_millisecs
 //
+// Implementation: src/thp/khugepaged.cc (the scan of one PMD, the collapse,
+// MADV_COLLAPSE) and src/thp/khugepaged_scan.cc (the mm list, the scanner,
+// the thread).
+//
 // Not modelled: file/shmem collapse (collapse_file, retract_page_tables; the
 // model's shmem has no huge pages), NUMA node selection, memcg charging,
 // userfaultfd (no uffd-wp PTEs exist), machine-check copies.
