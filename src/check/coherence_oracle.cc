@@ -89,7 +89,7 @@ bool CoherenceOracle::backed_by_cpu(MmStruct* mm, const DevTranslation& t, std::
       {
         SpinLocker l(lock_);
         auto it = detached_.find({mm, t.addr.align_down(PMD_SIZE).value()});
-        if (it != detached_.end()) table = it->second;
+        if (it != detached_.end()) table = it->second.table;
       }
       if (table) {
         level = PTE_LEVEL;
@@ -199,14 +199,54 @@ void CoherenceOracle::on_pte_install(MmStruct* mm, VirtAddr addr, uint64_t size,
   (void)size;
 }
 
-void CoherenceOracle::on_pmd_table_detached(MmStruct* mm, VirtAddr haddr, PageTable* table) {
+void CoherenceOracle::on_pmd_table_detached(MmStruct* mm, VirtAddr haddr, PageTable* table, VaRange collapsing) {
+  Detached d{table, collapsing, {}};
+  FrameAllocator& mem = mm->machine().mem();
+  for (VirtAddr a = collapsing.start; a < collapsing.end; a += PAGE_SIZE) {
+    Pte e(table->entries[a.index(PTE_LEVEL)].load(std::memory_order_acquire));
+    d.values.push_back(e.is_leaf() ? std::optional<uint64_t>(mem.value(e.pfn()).load(std::memory_order_relaxed))
+                                   : std::nullopt);
+  }
   SpinLocker l(lock_);
-  detached_[{mm, haddr.value()}] = table;
+  detached_[{mm, haddr.value()}] = std::move(d);
 }
 
 void CoherenceOracle::on_pmd_table_reattached(MmStruct* mm, VirtAddr haddr) {
-  SpinLocker l(lock_);
-  detached_.erase({mm, haddr.value()});
+  Detached d;
+  {
+    SpinLocker l(lock_);
+    auto it = detached_.find({mm, haddr.value()});
+    if (it == detached_.end()) return;
+    d = std::move(it->second);
+    detached_.erase(it);
+  }
+  // What was there must be read back through the new mapping (a page that
+  // was none reads as zero, or keeps whatever the new folio holds).
+  FrameAllocator& mem = mm->machine().mem();
+  SrcuReadLock rcu(mm->machine().pgtable_srcu());
+  for (size_t i = 0; i < d.values.size(); i++) {
+    if (!d.values[i]) continue;
+    VirtAddr a = d.collapsing.start + i * PAGE_SIZE;
+    std::optional<Pfn> pfn = cpu_pfn_of(mm, a);
+    uint64_t now = pfn ? mem.value(*pfn).load(std::memory_order_relaxed) : 0;
+    if (pfn && now == *d.values[i]) continue;
+    SpinLocker l(lock_);
+    record("VALUE", nullptr, a,
+           "the collapse lost a write: the page held " + hex(*d.values[i]) + " and now reads " +
+               (pfn ? hex(now) : std::string("nothing (unmapped)")));
+    return;
+  }
+}
+
+std::optional<Pfn> CoherenceOracle::cpu_pfn_of(MmStruct* mm, VirtAddr addr) const {
+  for (unsigned level = PUD_LEVEL;; level--) {
+    PtSlot slot = pt_lookup(mm, addr, level);
+    if (!slot) return std::nullopt;
+    Pte e = slot.get();
+    if (e.is_table()) continue;
+    if (!e.is_leaf()) return std::nullopt;
+    return e.pfn() + ((addr.value() & (level_size(level) - 1)) >> PAGE_SHIFT);
+  }
 }
 
 void CoherenceOracle::on_folio_free(Folio folio) {

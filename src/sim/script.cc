@@ -465,8 +465,8 @@ Command LineParser::parse_expect() {
       c.body = CmdExpectOracleClean{};
     } else if (w_[2] == "violation" && w_.size() == 4) {
       static const std::set<std::string> kInvariants = {"E1", "E2", "E3", "E4", "E5", "E6",
-                                                         "E7", "E8", "E9", "E10", "THP"};
-      if (!kInvariants.count(w_[3])) fail("unknown invariant '" + w_[3] + "' (E1..E10, THP)");
+                                                         "E7", "E8", "E9", "E10", "THP", "VALUE"};
+      if (!kInvariants.count(w_[3])) fail("unknown invariant '" + w_[3] + "' (E1..E10, THP, VALUE)");
       c.body = CmdExpectOracleViolation{w_[3]};
     } else {
       fail("expect oracle takes 'clean' or 'violation EN'");

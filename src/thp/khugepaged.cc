@@ -553,7 +553,7 @@ ScanResult collapse_huge_page(MmStruct* mm, VirtAddr start_addr, int referenced,
     } else {
       old_pmd = pmdp_collapse_flush(mm, haddr, pmd);
     }
-    for_each_observer(m, [&](MmObserver* o) { o->on_pmd_table_detached(mm, haddr, old_pmd.table()); });
+    for_each_observer(m, [&](MmObserver* o) { o->on_pmd_table_detached(mm, haddr, old_pmd.table(), {start_addr, end_addr}); });
   }
   mmu_notifier_invalidate_range_end(&range);
   // Linux: tlb_remove_table_sync_one. Lockless walkers that read the old

@@ -18,6 +18,7 @@
 
 #include "shadowmm/check/coherence_oracle.h"
 #include "shadowmm/devices/mirror.h"
+#include "shadowmm/devices/sva.h"
 #include "shadowmm/mm/madvise.h"
 #include "shadowmm/mm/memory.h"
 #include "shadowmm/mm/mprotect.h"
@@ -38,6 +39,9 @@ struct StressConfig {
   bool mthp;            // 64 KiB collapses only (else PMD order)
   bool device_access;   // the device also reads and writes its own pages
   bool flush_range = false;  // mm.collapse_flush range
+  // An SVA device reads everywhere while its walker thread refills the
+  // IOTLB: the flush span of a collapse matters to it (E5, E6).
+  bool sva = false;
 };
 
 void run_khugepaged_stress(const StressConfig& cfg) {
@@ -69,6 +73,10 @@ void run_khugepaged_stress(const StressConfig& cfg) {
 
   Mirror dev("gpu0", mm, 0);
   ASSERT_EQ(dev.attach(a, len, false), 0);
+  Sva iommu("iommu", mm, Sva::Callback::kSecondaryTlbs, 20000);
+  if (cfg.sva) {
+    ASSERT_EQ(iommu.attach(a, len, false), 0);
+  }
   t.machine.thp().scan_sleep_millisecs.store(1);
   t.machine.thp().pages_to_scan.store(HPAGE_PMD_NR * 2);
   t.machine.khugepaged().start();
@@ -149,6 +157,16 @@ void run_khugepaged_stress(const StressConfig& cfg) {
   std::vector<std::thread> threads;
   for (unsigned c = 0; c < kCpus; c++) threads.emplace_back(cpu_loop, c);
   threads.emplace_back(device_loop);
+  if (cfg.sva) {
+    threads.emplace_back([&] {
+      std::mt19937_64 rng(5);
+      while (!stop.load(std::memory_order_relaxed)) {
+        uint64_t v;
+        int rc = iommu.read(page(static_cast<unsigned>(rng() % kPages)), &v);
+        ASSERT_TRUE(rc == 0 || rc == -EFAULT) << rc;
+      }
+    });
+  }
   threads.emplace_back(changer);
   std::this_thread::sleep_for(test::stress_duration(500));
   stop = true;
@@ -177,6 +195,7 @@ void run_khugepaged_stress(const StressConfig& cfg) {
   std::vector<OracleViolation> v = oracle.violation_list();
   EXPECT_EQ(v.size(), 0u) << v[0].invariant << " " << v[0].device << " " << v[0].operation << ": " << v[0].detail;
   dev.detach();
+  if (cfg.sva) iommu.detach();
   t.check();
 }
 
@@ -188,12 +207,12 @@ TEST(KhugepagedStress, PmdCollapsesUnderCpuAndDeviceWriters) {
 // legitimately survives while the PMD is momentarily none (spec E9): the
 // oracle looks into the detached table.
 TEST(KhugepagedStress, MthpCollapsesUnderCpuAndDeviceWriters) {
-  run_khugepaged_stress({.mthp = true, .device_access = true});
+  run_khugepaged_stress({.mthp = true, .device_access = true, .sva = true});
 }
 
 // Our own optimisation, `mm.collapse_flush range`, under the same load.
 TEST(KhugepagedStress, MthpWithRangeFlush) {
-  run_khugepaged_stress({.mthp = true, .device_access = true, .flush_range = true});
+  run_khugepaged_stress({.mthp = true, .device_access = true, .flush_range = true, .sva = true});
 }
 
 }  // namespace

@@ -409,3 +409,36 @@ TEST(Oracle, ThpInvariantWatchesEveryNewLargeMapping) {
 
 }  // namespace
 }  // namespace smm
+
+namespace smm {
+namespace {
+
+TEST(Oracle, ValueCheckAcrossACollapseWindow) {
+  TestMm t;
+  CoherenceOracle oracle(t.machine);
+  VirtAddr a = t.map(M2, RW, MAP_PRIVATE | MAP_ANONYMOUS, MmapOpts{.align = M2});
+  for (uint64_t i = 0; i < 16; i++) t.write(a + i * K4, 100 + i);
+  PageTable* table;
+  {
+    ReadLocker l(t.mm->mmap_lock);
+    PtSlot pmd = pt_lookup(t.mm.get(), a, PMD_LEVEL);
+    ASSERT_TRUE(pmd.get().is_table());
+    table = pmd.get().table();
+  }
+  // A window in which nothing changes: clean.
+  oracle.on_pmd_table_detached(t.mm.get(), a, table, {a, a + 16 * K4});
+  oracle.on_pmd_table_reattached(t.mm.get(), a);
+  EXPECT_EQ(oracle.violations(), 0u);
+  // A collapse that maps a page without its last write: VALUE.
+  oracle.on_pmd_table_detached(t.mm.get(), a, table, {a, a + 16 * K4});
+  t.machine.mem().value(cpu_pfn(t, a + 5 * K4)).store(0, std::memory_order_relaxed);
+  oracle.on_pmd_table_reattached(t.mm.get(), a);
+  std::vector<OracleViolation> v = oracle.violation_list();
+  ASSERT_EQ(v.size(), 1u);
+  EXPECT_EQ(v[0].invariant, "VALUE");
+  EXPECT_EQ(v[0].address, a + 5 * K4);
+  EXPECT_NE(v[0].detail.find("0x69"), std::string::npos) << v[0].detail;
+}
+
+}  // namespace
+}  // namespace smm

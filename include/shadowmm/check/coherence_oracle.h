@@ -25,6 +25,7 @@
 //      translation, and none is established;
 //   E8 sequence: a subscription's seq is odd, and the mm's seq is odd only
 //      while an invalidation is active (checked at establishment);
+//   VALUE: a collapse maps the values its pages had (no write is lost);
 //   E10 blocking: a callback slept on a non-blockable range (or in
 //      invalidate_secondary_tlbs), or read_begin/remove ran from a callback
 //      or under a device lock.
@@ -39,6 +40,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -87,7 +89,7 @@ class CoherenceOracle : public MmObserver {
   void on_pte_install(MmStruct* mm, VirtAddr addr, uint64_t size, Pte pte) override;
   void on_tlb_flush(MmStruct* mm, VirtAddr start, VirtAddr end) override;
   void on_folio_free(Folio folio) override;
-  void on_pmd_table_detached(MmStruct* mm, VirtAddr haddr, PageTable* table) override;
+  void on_pmd_table_detached(MmStruct* mm, VirtAddr haddr, PageTable* table, VaRange collapsing) override;
   void on_pmd_table_reattached(MmStruct* mm, VirtAddr haddr) override;
   void on_large_folio_mapped(MmStruct* mm, uint64_t vm_flags, VirtAddr addr, unsigned order) override;
   void on_subscriber_invalidated(const void* sub, const MmuNotifierRange& range) override;
@@ -115,6 +117,9 @@ class CoherenceOracle : public MmObserver {
   bool covered_locked(MmStruct* mm, VaRange r) const REQUIRES(lock_);
   SecondaryMmu* device_of_locked(const void* sub) const REQUIRES(lock_);
   bool has_walker_locked(const MmStruct* mm) const REQUIRES(lock_);
+  // The frame the CPU page tables map at `addr` (a lockless walk: call
+  // inside the page-table SRCU), or nothing.
+  std::optional<Pfn> cpu_pfn_of(MmStruct* mm, VirtAddr addr) const;
   // E7: records a translation established in a released mm.
   void check_not_released_locked(const SecondaryMmu* dev, const DevTranslation& t) REQUIRES(lock_);
   bool unflushed_locked(const MmStruct* mm, VirtAddr addr) const REQUIRES(lock_);
@@ -132,7 +137,14 @@ class CoherenceOracle : public MmObserver {
   // PTE tables khugepaged detached, by (mm, PMD address): the CPU mapping
   // of an address outside the collapsed sub-range is still what the table
   // says (spec E9), although the PMD is none.
-  std::map<std::pair<const MmStruct*, uint64_t>, PageTable*> detached_ GUARDED_BY(lock_);
+  // With them, the values of the collapsing pages when the table was
+  // detached: what the new mapping must read (no write lost).
+  struct Detached {
+    PageTable* table;
+    VaRange collapsing;
+    std::vector<std::optional<uint64_t>> values;  // one per page of `collapsing`
+  };
+  std::map<std::pair<const MmStruct*, uint64_t>, Detached> detached_ GUARDED_BY(lock_);
   // Ids of the mms whose notifiers were released (E7).
   absl::btree_set<uint64_t> released_ GUARDED_BY(lock_);
   // E6: PTEs cleared whose TLB flush has not happened yet (address ->

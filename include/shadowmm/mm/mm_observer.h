@@ -58,11 +58,12 @@ class MmObserver {
   virtual void on_pte_install(MmStruct* mm, VirtAddr addr, uint64_t size, Pte pte) {
     (void)mm, (void)addr, (void)size, (void)pte;
   }
-  // khugepaged detached the PTE table of the PMD at `haddr` (the PMD is none
-  // until on_pmd_table_reattached): the PTEs outside the collapsed sub-range
-  // keep their values meanwhile (spec E9). Called with the PMD lock held.
-  virtual void on_pmd_table_detached(MmStruct* mm, VirtAddr haddr, PageTable* table) {
-    (void)mm, (void)haddr, (void)table;
+  // khugepaged detached the PTE table of the PMD at `haddr` to collapse
+  // `collapsing` (the PMD is none until on_pmd_table_reattached): the PTEs
+  // outside the collapsed sub-range keep their values meanwhile (spec E9).
+  // Called with the PMD lock held.
+  virtual void on_pmd_table_detached(MmStruct* mm, VirtAddr haddr, PageTable* table, VaRange collapsing) {
+    (void)mm, (void)haddr, (void)table, (void)collapsing;
   }
   // The window ends: the table is back, or replaced by a huge PMD (and will
   // be freed after a lockless-walker sync).
