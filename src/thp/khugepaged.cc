@@ -542,6 +542,12 @@ ScanResult collapse_huge_page(MmStruct* mm, VirtAddr start_addr, int referenced,
   Pte old_pmd;
   {
     SpinLocker l(*pmd.ptl);
+    // Tell the observers before the PMD goes none, so that nobody looking
+    // at the mapping from outside can see the PMD none without the table.
+    VM_BUG_ON(!pmd.get().is_table());
+    for_each_observer(m, [&](MmObserver* o) {
+      o->on_pmd_table_detached(mm, haddr, pmd.get().table(), {start_addr, end_addr});
+    });
     if (order < HPAGE_PMD_ORDER &&
         m.knobs().collapse_flush.load(std::memory_order_relaxed) == MmKnobs::CollapseFlush::kRange) {
       // Our own optimisation (spec decisions): the PMD is cleared as always,
@@ -553,7 +559,6 @@ ScanResult collapse_huge_page(MmStruct* mm, VirtAddr start_addr, int referenced,
     } else {
       old_pmd = pmdp_collapse_flush(mm, haddr, pmd);
     }
-    for_each_observer(m, [&](MmObserver* o) { o->on_pmd_table_detached(mm, haddr, old_pmd.table(), {start_addr, end_addr}); });
   }
   mmu_notifier_invalidate_range_end(&range);
   // Linux: tlb_remove_table_sync_one. Lockless walkers that read the old

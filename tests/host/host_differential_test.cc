@@ -34,8 +34,8 @@
 // VmFlag and THPeligible. Rss is always compared: zero pages do not count on
 // either side, and the model mirrors the host's zero-page behaviour.
 //
-// Cases that fail because the model deviates from Linux are kept (failing)
-// and marked "KNOWN MODEL DISCREPANCY" below.
+// A case that fails because the model deviates from Linux is kept (failing)
+// and marked "KNOWN MODEL DISCREPANCY"; there is none at the moment.
 //
 // Set SMM_HOSTDIFF_VERBOSE=1 to print every table, not only the failing ones.
 
@@ -1087,17 +1087,13 @@ TEST(HostDifferential, MadviseFreeAndThps) {
 }
 
 // MADV_PAGEOUT of 4K pages and of a THP: without swap on the host nothing
-// can be paged out (the model gets the host's swap size).
-//
-// KNOWN MODEL DISCREPANCY (fails on hosts without swap): Linux's
+// can be paged out (the model gets the host's swap size). Linux's
 // shrink_folio_list splits a large anonymous folio when folio_alloc_swap()
 // fails and only then gives up (activate_locked_split), so the THP ends up
-// PTE-mapped (AnonHugePages 0, Rss unchanged). The model's reclaim_folio
-// (src/mm/vmscan.cc) returns before its TTU_SPLIT_HUGE_PMD step when there is
-// no swap, leaving the PMD mapping in place.
+// PTE-mapped (AnonHugePages 0, Rss unchanged); the model's reclaim_folio
+// (src/mm/vmscan.cc) does the same.
 TEST(HostDifferential, MadvisePageout) {
   HOSTDIFF_SETUP(d, 8 * M1);
-  SCOPED_TRACE("known model discrepancy: no-swap MADV_PAGEOUT keeps the THP PMD-mapped (src/mm/vmscan.cc)");
   d.map_area();
   d.madvise(4 * M1, 4 * M1, MADV_HUGEPAGE, 0);
   d.touch(0, 1 * M1, Touch::kWrite, 0);

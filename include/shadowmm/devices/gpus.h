@@ -119,7 +119,7 @@ class GpuGroup : public Mirror {
   bool lock_for(const MmuNotifierRange* range) TRY_ACQUIRE(true, lock_);
   std::shared_ptr<Flush> submit(Gpu& gpu, VaRange r);
   // Wakes the engines of the GPUs the flushes went to.
-  static void kick(const std::vector<std::shared_ptr<Flush>>& flushes);
+  void kick(const std::vector<std::shared_ptr<Flush>>& flushes);
   // Applies a completed flush to the GPU's translations (once; by the
   // worker or by a waiter that found the completion time passed).
   void retire(Gpu& gpu, Flush& f);

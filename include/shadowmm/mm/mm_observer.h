@@ -58,10 +58,10 @@ class MmObserver {
   virtual void on_pte_install(MmStruct* mm, VirtAddr addr, uint64_t size, Pte pte) {
     (void)mm, (void)addr, (void)size, (void)pte;
   }
-  // khugepaged detached the PTE table of the PMD at `haddr` to collapse
-  // `collapsing` (the PMD is none until on_pmd_table_reattached): the PTEs
-  // outside the collapsed sub-range keep their values meanwhile (spec E9).
-  // Called with the PMD lock held.
+  // khugepaged is detaching the PTE table of the PMD at `haddr` to collapse
+  // `collapsing` (the PMD goes none right after this call, until
+  // on_pmd_table_reattached): the PTEs outside the collapsed sub-range keep
+  // their values meanwhile (spec E9). Called with the PMD lock held.
   virtual void on_pmd_table_detached(MmStruct* mm, VirtAddr haddr, PageTable* table, VaRange collapsing) {
     (void)mm, (void)haddr, (void)table, (void)collapsing;
   }
