@@ -50,7 +50,7 @@ BENCHMARK(BM_GpusMunmapInvalidation)
     ->UseManualTime()
     ->Unit(benchmark::kMicrosecond)
     ->Iterations(400)
-    ->Repetitions(3)
+    ->Repetitions(5)
     ->ReportAggregatesOnly(true)
     ->ComputeStatistics("min", [](const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); });
 

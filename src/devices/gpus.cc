@@ -45,8 +45,14 @@ void sleep_until_ns(uint64_t ns) {
   }
 }
 
-// When an engine retires a completed flush nobody waited for.
-constexpr uint64_t kInterruptDelayNs = 100000;
+// How late an engine retires a completed flush nobody waited for.
+constexpr uint64_t kRetireDelayNs = 10000000;
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
 
 // The tail of a wait that is polled rather than slept.
 constexpr uint64_t kPollNs = 40000;
@@ -135,21 +141,33 @@ void GpuGroup::worker(Gpu* g) {
       g->queue.pop_front();
     }
     // The hardware works from the moment of submission, in parallel with
-    // every other GPU, and completes at f->complete_at_ns. A waiter retires
-    // the flush right then; the engine retires it itself only after its
-    // completion interrupt (kInterruptDelayNs later) if nobody did, so eight
-    // engines waking at once do not compete with the waiter on two cores.
-    sleep_until_ns(f->complete_at_ns + kInterruptDelayNs);
+    // every other GPU, and completes at f->complete_at_ns. A waiter reads
+    // the fence and retires the flush right then; the engine retires what
+    // nobody waited for, lazily (kRetireDelayNs later, draining its queue in
+    // one go), so engine wake-ups stay rare and out of the waiters' way on
+    // a machine with few cores.
+    // On a common tick, so that one wake-up retires a whole batch.
+    if (!f->done.load(std::memory_order_acquire))
+      sleep_until_ns((f->complete_at_ns / kRetireDelayNs + 2) * kRetireDelayNs);
     retire(*g, *f);
     g->pending.fetch_sub(1);
   }
 }
 
+void GpuGroup::zap(Gpu& g, Flush& f) {
+  SpinLocker l(g.lock);
+  if (f.zapped) return;
+  g.pt.erase_range(f.range);
+  f.zapped = true;
+}
+
 void GpuGroup::retire(Gpu& g, Flush& f) {
+  if (f.done.load(std::memory_order_acquire)) return;  // the usual case for the engine
   {
     SpinLocker l(g.lock);
     if (f.done.load(std::memory_order_relaxed)) return;
-    g.pt.erase_range(f.range);
+    if (!f.zapped) g.pt.erase_range(f.range);
+    f.zapped = true;
     f.done.store(true, std::memory_order_release);
   }
   trace_op("complete " + std::to_string(g.index));
@@ -184,6 +202,9 @@ void GpuGroup::wait_all(const std::vector<std::shared_ptr<Flush>>& flushes, bool
     last = std::max(last, f->complete_at_ns);
     all_done &= f->done.load(std::memory_order_acquire);
   }
+  // Our GPUs each keep their own copy of the page table (a real multi-GT
+  // driver zaps one): drop the copies while the GPUs work, not before.
+  for (const auto& f : flushes) zap(*f->gpu, *f);
   if (!all_done) {
     if (blockable) {
       // The fences signal at known times, which the driver can read without
@@ -195,7 +216,9 @@ void GpuGroup::wait_all(const std::vector<std::shared_ptr<Flush>>& flushes, bool
       // A timer wake-up costs tens of microseconds on a VM, as much as the
       // latency being modelled: sleep most of the wait, poll the rest.
       if (last > now_ns() + kPollNs) sleep_until_ns(last - kPollNs);
-      while (now_ns() < last) std::this_thread::yield();
+      // Without yielding: a yield hands the CPU to an engine thread for a
+      // whole time slice.
+      while (now_ns() < last) cpu_relax();
     } else {
       // A non-blockable range may not sleep: poll the clock.
       while (now_ns() < last) std::this_thread::yield();

@@ -96,6 +96,7 @@ class GpuGroup : public Mirror {
     Gpu* gpu = nullptr;
     VaRange range;
     uint64_t complete_at_ns = 0;  // when the GPU will have finished it
+    bool zapped = false;          // translations dropped (GPU lock)
     std::atomic<bool> done{false};
   };
   // [S4] One finish object per concurrent two-pass invalidation.
@@ -120,8 +121,10 @@ class GpuGroup : public Mirror {
   std::shared_ptr<Flush> submit(Gpu& gpu, VaRange r);
   // Wakes the engines of the GPUs the flushes went to.
   void kick(const std::vector<std::shared_ptr<Flush>>& flushes);
-  // Applies a completed flush to the GPU's translations (once; by the
-  // worker or by a waiter that found the completion time passed).
+  // Drops the GPU's translations in the flush's range (once).
+  static void zap(Gpu& gpu, Flush& f);
+  // Completes a flush whose time has come: zapped, done (once; by the
+  // waiter, or lazily by the worker).
   void retire(Gpu& gpu, Flush& f);
   // Waits for every flush (one sleep to the latest completion time, then
   // retire them all).
