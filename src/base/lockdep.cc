@@ -92,6 +92,7 @@ const char* lock_rank_name(LockRank rank) {
     case LockRank::kPageCache: return "i_pages";
     case LockRank::kSwap: return "swap";
     case LockRank::kZone: return "zone";
+    case LockRank::kDeviceEvents: return "device_events";
     case LockRank::kOracle: return "oracle";
   }
   return "?";

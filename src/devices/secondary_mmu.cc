@@ -27,14 +27,14 @@ Machine& SecondaryMmu::machine() const { return mm_->machine(); }
 int SecondaryMmu::set_flags(bool) { return -EINVAL; }
 
 std::vector<DeviceEvent> SecondaryMmu::take_events() {
-  std::lock_guard<std::mutex> g(events_mu_);
+  SpinLocker l(events_lock_);
   std::vector<DeviceEvent> out;
   out.swap(events_);
   return out;
 }
 
 uint64_t SecondaryMmu::device_faults() const {
-  std::lock_guard<std::mutex> g(events_mu_);
+  SpinLocker l(events_lock_);
   return device_faults_;
 }
 
@@ -44,12 +44,12 @@ void SecondaryMmu::record_event(const MmuNotifierRange& range, uint64_t wall_ns)
 
 void SecondaryMmu::record_event(const char* event, VirtAddr start, VirtAddr end, bool blockable,
                                 uint64_t wall_ns) {
-  std::lock_guard<std::mutex> g(events_mu_);
+  SpinLocker l(events_lock_);
   events_.push_back(DeviceEvent{event, start, end, blockable, wall_ns});
 }
 
 void SecondaryMmu::count_device_fault() {
-  std::lock_guard<std::mutex> g(events_mu_);
+  SpinLocker l(events_lock_);
   device_faults_++;
 }
 

@@ -28,6 +28,8 @@
 //     i_pages lock                           a file's page cache (shmem, dax)
 //     swap lock                              the swap space map
 //     zone lock                              the frame allocator's free lists
+//     device event log                       SecondaryMmu's log of received
+//                                            invalidations (taken in callbacks)
 //     oracle lock                            the coherence oracle's shadow state
 //
 // Locks not listed (the internal mutexes of WaitQueue, of the scenario
@@ -55,6 +57,7 @@ enum class LockRank : uint8_t {
   kPageCache = 87,
   kSwap = 88,
   kZone = 90,
+  kDeviceEvents = 95,
   kOracle = 100,
 };
 

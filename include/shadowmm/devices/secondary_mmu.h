@@ -17,11 +17,11 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "shadowmm/base/lock.h"
 #include "shadowmm/base/types.h"
 #include "shadowmm/notifier/mmu_notifier.h"
 
@@ -72,8 +72,8 @@ class SecondaryMmu {
 
   // ---- observation (thread-safe) ----
   // The invalidations received since the last call.
-  std::vector<DeviceEvent> take_events();
-  uint64_t device_faults() const;
+  std::vector<DeviceEvent> take_events() EXCLUDES(events_lock_);
+  uint64_t device_faults() const EXCLUDES(events_lock_);
   // 4 KiB pages the device can currently reach.
   virtual uint64_t mapped_pages() = 0;
   // Every translation (for the oracle's free check, E5).
@@ -100,9 +100,10 @@ class SecondaryMmu {
 
  protected:
   // Called by implementations when an invalidation reaches them.
-  void record_event(const MmuNotifierRange& range, uint64_t wall_ns = 0);
-  void record_event(const char* event, VirtAddr start, VirtAddr end, bool blockable, uint64_t wall_ns = 0);
-  void count_device_fault();
+  void record_event(const MmuNotifierRange& range, uint64_t wall_ns = 0) EXCLUDES(events_lock_);
+  void record_event(const char* event, VirtAddr start, VirtAddr end, bool blockable, uint64_t wall_ns = 0)
+      EXCLUDES(events_lock_);
+  void count_device_fault() EXCLUDES(events_lock_);
   // The machine's oracle, or nullptr.
   CoherenceOracle* oracle() const;
   // Simulated device work (a TLB invalidation): sleeps `ns` precisely, or
@@ -113,9 +114,10 @@ class SecondaryMmu {
   std::string name_;
   std::string kind_;
   MmStruct* mm_;
-  mutable std::mutex events_mu_;
-  std::vector<DeviceEvent> events_;
-  uint64_t device_faults_ = 0;
+  // A spinlock: invalidations are recorded from callbacks that may not sleep.
+  mutable SpinLock events_lock_{LockRank::kDeviceEvents, "device_events"};
+  std::vector<DeviceEvent> events_ GUARDED_BY(events_lock_);
+  uint64_t device_faults_ GUARDED_BY(events_lock_) = 0;
 };
 
 // Creates a device of `kind` ("mirror", "kvm", ...) with its options, or
