@@ -32,24 +32,12 @@ Kvm::Kvm(std::string name, MmStruct* mm) : SecondaryMmu(std::move(name), "kvm", 
 Kvm::~Kvm() { detach(); }
 
 int Kvm::attach(VirtAddr, uint64_t, bool block_thp) {
-  // A classic notifier covers the whole mm; BLOCK_THP is for interval ones.
-  if (block_thp) return -EINVAL;
-  if (attached_) return -EBUSY;
-  MmStruct* m = mm();
-  if (!m->mmget_not_zero()) return -EINVAL;
-  int ret = mmu_notifier_register(&notifier_, m);
-  m->mmput();
-  if (ret) return ret;
-  attached_ = true;
-  if (CoherenceOracle* o = oracle()) o->add_device(this);
-  return 0;
+  // A classic notifier covers the whole mm (kvm_init_mmu_notifier).
+  return attach_classic(&notifier_, block_thp, &attached_);
 }
 
 int Kvm::detach() {
-  if (!attached_) return -EINVAL;
-  mmu_notifier_unregister(&notifier_, mm());
-  attached_ = false;
-  if (CoherenceOracle* o = oracle()) o->remove_device(this);
+  if (int ret = detach_classic(&notifier_, &attached_)) return ret;
   SpinLocker l(mmu_lock_);
   spte_.clear();
   young_.clear();

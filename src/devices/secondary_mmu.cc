@@ -55,6 +55,26 @@ void SecondaryMmu::count_device_fault() {
 
 CoherenceOracle* SecondaryMmu::oracle() const { return mm_->machine().oracle(); }
 
+int SecondaryMmu::attach_classic(MmuNotifier* sub, bool block_thp, bool* attached) {
+  if (block_thp) return -EINVAL;
+  if (*attached) return -EBUSY;
+  if (!mm_->mmget_not_zero()) return -EINVAL;
+  int ret = mmu_notifier_register(sub, mm_);
+  mm_->mmput();
+  if (ret) return ret;
+  *attached = true;
+  if (CoherenceOracle* o = oracle()) o->add_device(this);
+  return 0;
+}
+
+int SecondaryMmu::detach_classic(MmuNotifier* sub, bool* attached) {
+  if (!*attached) return -EINVAL;
+  mmu_notifier_unregister(sub, mm_);
+  *attached = false;
+  if (CoherenceOracle* o = oracle()) o->remove_device(this);
+  return 0;
+}
+
 void SecondaryMmu::device_delay(uint64_t ns, bool may_sleep) {
   if (!ns) return;
   if (may_sleep) might_sleep("device TLB invalidation");

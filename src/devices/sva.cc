@@ -38,17 +38,8 @@ Sva::Sva(std::string name, MmStruct* mm, Callback callback, uint64_t walk_period
 Sva::~Sva() { detach(); }
 
 int Sva::attach(VirtAddr, uint64_t, bool block_thp) {
-  // iommu_sva_bind_device binds the whole mm; BLOCK_THP is for interval
-  // notifiers.
-  if (block_thp) return -EINVAL;
-  if (attached_) return -EBUSY;
-  MmStruct* m = mm();
-  if (!m->mmget_not_zero()) return -EINVAL;
-  int ret = mmu_notifier_register(&notifier_, m);
-  m->mmput();
-  if (ret) return ret;
-  attached_ = true;
-  if (CoherenceOracle* o = oracle()) o->add_device(this);
+  // iommu_sva_bind_device binds the whole mm.
+  if (int ret = attach_classic(&notifier_, block_thp, &attached_)) return ret;
   if (walk_period_ns_) {
     stop_.store(false);
     walker_ = std::thread([this] { walker_thread(); });
@@ -62,9 +53,7 @@ int Sva::detach() {
     stop_.store(true);
     walker_.join();
   }
-  mmu_notifier_unregister(&notifier_, mm());
-  attached_ = false;
-  if (CoherenceOracle* o = oracle()) o->remove_device(this);
+  detach_classic(&notifier_, &attached_);
   SpinLocker l(iotlb_lock_);
   iotlb_.clear();
   working_set_.clear();

@@ -106,6 +106,12 @@ class SecondaryMmu {
   void count_device_fault() EXCLUDES(events_lock_);
   // The machine's oracle, or nullptr.
   CoherenceOracle* oracle() const;
+  // attach/detach of a device bound to the whole mm through a classic
+  // notifier (kvm, sva): registration under an mmget, the oracle told.
+  // BLOCK_THP is for interval notifiers: -EINVAL; attached twice: -EBUSY.
+  int attach_classic(MmuNotifier* sub, bool block_thp, bool* attached);
+  // -EINVAL when not attached; afterwards no callback of `sub` runs.
+  int detach_classic(MmuNotifier* sub, bool* attached);
   // Simulated device work (a TLB invalidation): sleeps `ns` precisely, or
   // busy-waits when the caller may not sleep (a non-blockable range).
   static void device_delay(uint64_t ns, bool may_sleep = true);
