@@ -18,6 +18,9 @@ int Srcu::read_lock() {
   for (;;) {
     int idx = idx_.load();
     counts_[idx].fetch_add(1);
+    // The increment is visible before anything the section reads (the
+    // lockless page-table walks rely on it, see pt_sync_lockless_walkers).
+    std::atomic_thread_fence(std::memory_order_seq_cst);
     if (idx_.load() == idx) return idx;
     counts_[idx].fetch_sub(1);
   }

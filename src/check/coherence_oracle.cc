@@ -423,9 +423,15 @@ std::vector<OracleViolation> CoherenceOracle::violation_list() const {
   return violations_;
 }
 
-void CoherenceOracle::acknowledge() {
+std::vector<OracleViolation> CoherenceOracle::unacknowledged_list(size_t* total) const {
   SpinLocker l(lock_);
-  acknowledged_ = violations_.size();
+  *total = violations_.size();
+  return {violations_.begin() + static_cast<std::ptrdiff_t>(acknowledged_), violations_.end()};
+}
+
+void CoherenceOracle::acknowledge(size_t total) {
+  SpinLocker l(lock_);
+  acknowledged_ = std::max(acknowledged_, std::min(total, violations_.size()));
 }
 
 size_t CoherenceOracle::unacknowledged() const {

@@ -7,10 +7,10 @@
 //
 // Why it stays coherent: the fault path is Mirror's (read_begin,
 // hmm_range_fault, driver lock, read_retry, program every GPU), and every
-// invalidation sets the seq under the same driver lock before it submits.
-// A GPU's translations in the range are gone once its worker completed the
-// flush, and the callback (one pass) or the finish (two passes) returns only
-// after every GPU completed: that is E2 for a two-pass subscriber.
+// invalidation sets the seq and zaps the GPUs' translations under the same
+// driver lock, which a device access also holds while it uses one. The
+// callback (one pass) or the finish (two passes) returns only after every
+// GPU's TLB flush completed.
 
 #include "shadowmm/devices/gpus.h"
 
@@ -96,11 +96,9 @@ GpuGroup::GpuGroup(std::string name, MmStruct* mm, unsigned count, uint64_t late
                    unsigned finish_slots)
     : Mirror(std::move(name), mm, latency_ns, "gpus"), passes_(passes) {
   VM_BUG_ON(count == 0 || count > kMaxGpus || (passes != 1 && passes != 2));
-  for (unsigned i = 0; i < count; i++) {
-    gpus_.push_back(std::make_unique<Gpu>(i));
-    Gpu* g = gpus_.back().get();
-    g->thread = std::thread([this, g] { worker(g); });
-  }
+  for (unsigned i = 0; i < count; i++) gpus_.push_back(std::make_unique<Gpu>(i));
+  // Started once gpus_ is complete: an engine passes the doorbell to the next.
+  for (auto& g : gpus_) g->thread = std::thread([this, gp = g.get()] { worker(gp); });
   for (unsigned i = 0; i < finish_slots; i++) {
     finishes_.push_back(std::make_unique<Finish>());
     finishes_.back()->group = this;
@@ -202,9 +200,6 @@ void GpuGroup::wait_all(const std::vector<std::shared_ptr<Flush>>& flushes, bool
     last = std::max(last, f->complete_at_ns);
     all_done &= f->done.load(std::memory_order_acquire);
   }
-  // Our GPUs each keep their own copy of the page table (a real multi-GT
-  // driver zaps one): drop the copies while the GPUs work, not before.
-  for (const auto& f : flushes) zap(*f->gpu, *f);
   if (!all_done) {
     if (blockable) {
       // The fences signal at known times, which the driver can read without
@@ -229,6 +224,8 @@ void GpuGroup::wait_all(const std::vector<std::shared_ptr<Flush>>& flushes, bool
 
 // ---- the notifier callbacks ----
 
+// Conditional locking (a try_lock on a non-blockable range) is beyond the
+// analysis; the TRY_ACQUIRE on the declaration tells callers.
 bool GpuGroup::lock_for(const MmuNotifierRange* range) NO_THREAD_SAFETY_ANALYSIS {
   if (range->blockable()) {
     lock_.lock();
@@ -262,6 +259,7 @@ bool GpuGroup::invalidate_cb(MmuIntervalNotifier* sub, const MmuNotifierRange* r
   for (auto& g : self->gpus_) {
     std::vector<std::shared_ptr<Flush>> one = {self->submit(*g, r)};
     self->kick(one);
+    zap(*g, *one.front());
     self->wait_all(one, range->blockable());
   }
   self->lock_.unlock();
@@ -288,6 +286,11 @@ bool GpuGroup::invalidate_start_cb(MmuIntervalNotifier* sub, const MmuNotifierRa
   std::vector<std::shared_ptr<Flush>> flushes;
   for (auto& g : self->gpus_) flushes.push_back(self->submit(*g, r));
   self->kick(flushes);
+  // Zap under the driver lock, which device accesses hold while they use a
+  // translation; after the submissions, so the zaps overlap the GPUs' work
+  // (our GPUs each keep a copy of the page table; a multi-GT driver zaps
+  // one).
+  for (const auto& f : flushes) zap(*f->gpu, *f);
   self->lock_.unlock();
   Finish* f = self->get_finish();
   if (!f) {

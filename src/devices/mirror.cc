@@ -185,9 +185,14 @@ int Mirror::access(VirtAddr addr, bool write, uint64_t* value, bool may_fault) {
       ret = -EFAULT;
       break;
     }
+    // Each round faults the page in; a storm of invalidations can take it
+    // away again before the access, every time.
+    if (attempt == kMaxAccessFaults) {
+      ret = -EBUSY;
+      break;
+    }
     ret = fault_range(addr, addr + PAGE_SIZE, write);
     if (ret) break;
-    VM_BUG_ON(attempt > 1000);
   }
   m->mmput();
   return ret;

@@ -96,16 +96,11 @@ void Sva::refill_range_locked(VaRange r) {
 void Sva::walk_working_set() {
   MmStruct* m = mm();
   if (!m->mmget_not_zero()) return;
-  // Page tables may be freed under mmap_lock held for write; the walker
-  // yields to writers rather than delaying them (a model simplification:
-  // hardware walks concurrently with everything, but our page-table pages
-  // are freed for real).
-  if (m->mmap_lock.try_read_lock()) {
-    {
-      SpinLocker l(iotlb_lock_);
-      refill_range_locked({VirtAddr(0), VirtAddr(TASK_SIZE)});
-    }
-    m->mmap_lock.read_unlock();
+  // Like the hardware, with no CPU lock at all: the page-table SRCU of each
+  // walk keeps the tables it reads alive.
+  {
+    SpinLocker l(iotlb_lock_);
+    refill_range_locked({VirtAddr(0), VirtAddr(TASK_SIZE)});
   }
   m->mmput();
 }
@@ -187,10 +182,11 @@ int Sva::access(VirtAddr addr, bool write, uint64_t* value) {
         break;
       }
     }
-    // A page request: the IOMMU driver resolves it like a CPU fault.
-    page_requests_++;
-    if (attempt > 0) {
-      ret = -EFAULT;
+    // A page request: the IOMMU driver resolves it like a CPU fault, and
+    // the device replays the access (a racing zap may need another).
+    page_requests_.fetch_add(1, std::memory_order_relaxed);
+    if (attempt == kMaxPageRequests) {
+      ret = -EBUSY;
       break;
     }
     ReadLocker rl(m->mmap_lock);
@@ -251,7 +247,7 @@ std::vector<std::pair<std::string, uint64_t>> Sva::dump_counters() {
           {"iotlb_fills", fills_},
           {"iotlb_invalidations", invalidations_},
           {"working_set_pages", working_set_.size()},
-          {"page_requests", page_requests_}};
+          {"page_requests", page_requests_.load(std::memory_order_relaxed)}};
 }
 
 }  // namespace smm

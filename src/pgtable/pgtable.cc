@@ -26,7 +26,10 @@ PageTable* pt_alloc_table(MmStruct* mm, unsigned level) {
 
 void pt_sync_lockless_walkers(MmStruct* mm) {
   // A walker that starts after the unlink cannot reach the table: only
-  // readers already inside need waiting for.
+  // readers already inside need waiting for. The fence orders the unlink
+  // (a store) before the readers' count (a load); Srcu::read_lock orders
+  // the other way round.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
   Srcu& srcu = mm->machine().pgtable_srcu();
   if (srcu.readers() != 0) srcu.synchronize();
 }

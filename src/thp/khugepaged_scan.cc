@@ -229,44 +229,48 @@ unsigned Khugepaged::scan_mm_slot(unsigned pages, ScanResult* result) {
       }
     }
   }
-  // Outside every lock: the last reference runs exit_mmap.
+  // Outside the mm list's lock: the last reference runs exit_mmap.
   if (got) mm->mmput();
   return progress;
 }
 
 unsigned Khugepaged::do_scan(bool sleep_on_alloc_fail) {
-  MutexLocker s(scan_lock_);
   const unsigned pages = std::max(1u, machine_.thp().pages_to_scan.load(std::memory_order_relaxed));
   unsigned progress = 0, pass_through_head = 0;
   bool wait = true;
   for (;;) {
-    if (sleep_on_alloc_fail) {
-      std::lock_guard<std::mutex> g(sleep_mu_);
-      if (stop_requested_) break;
-    }
-    bool has_work;
     {
-      SpinLocker l(mm_lock_);
-      if (!scan_active_) pass_through_head++;
-      has_work = !slots_.empty();
+      // Not held across the allocation-failure sleep below: a synchronous
+      // pass (the khugepaged verb) must not wait behind it.
+      MutexLocker s(scan_lock_);
+      for (;;) {
+        if (sleep_on_alloc_fail) {
+          std::lock_guard<std::mutex> g(sleep_mu_);
+          if (stop_requested_) return progress;
+        }
+        bool has_work;
+        {
+          SpinLocker l(mm_lock_);
+          if (!scan_active_) pass_through_head++;
+          has_work = !slots_.empty();
+        }
+        ScanResult result = SCAN_SUCCEED;
+        if (has_work && pass_through_head < 2)
+          progress += scan_mm_slot(pages - progress, &result);
+        else
+          progress = pages;
+        if (progress >= pages) return progress;
+        if (result == SCAN_ALLOC_HUGE_PAGE_FAIL) break;
+      }
     }
-    ScanResult result = SCAN_SUCCEED;
-    if (has_work && pass_through_head < 2)
-      progress += scan_mm_slot(pages - progress, &result);
-    else
-      progress = pages;
-    if (progress >= pages) break;
-    if (result == SCAN_ALLOC_HUGE_PAGE_FAIL) {
-      // The first failure sleeps a while, the second ends the wake-up.
-      if (!wait || !sleep_on_alloc_fail) break;
-      wait = false;
-      std::unique_lock<std::mutex> l(sleep_mu_);
-      sleep_cv_.wait_for(l,
-                         std::chrono::milliseconds(machine_.thp().alloc_sleep_millisecs.load(std::memory_order_relaxed)),
-                         [&] { return stop_requested_; });
-    }
+    // The first allocation failure sleeps a while, the second ends the
+    // wake-up.
+    if (!wait || !sleep_on_alloc_fail) return progress;
+    wait = false;
+    std::unique_lock<std::mutex> l(sleep_mu_);
+    sleep_cv_.wait_for(l, std::chrono::milliseconds(machine_.thp().alloc_sleep_millisecs.load(std::memory_order_relaxed)),
+                       [&] { return stop_requested_; });
   }
-  return progress;
 }
 
 void Khugepaged::scan_passes(unsigned passes) {

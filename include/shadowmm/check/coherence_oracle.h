@@ -55,7 +55,7 @@ class Machine;
 struct MmuIntervalNotifier;
 
 struct OracleViolation {
-  std::string invariant;  // "E1".."E10"
+  std::string invariant;  // "E1".."E10", "THP", "VALUE"
   std::string device;     // device name, or "-" when none is involved
   VirtAddr address;
   std::string operation;  // the mm operation in progress
@@ -101,8 +101,11 @@ class CoherenceOracle : public MmObserver {
   // ---- results ----
   size_t violations() const EXCLUDES(lock_);
   std::vector<OracleViolation> violation_list() const EXCLUDES(lock_);
-  // Violations recorded after the first `n` (a script acknowledges them).
-  void acknowledge() EXCLUDES(lock_);
+  // The violations a script has not acknowledged yet, in order, taken under
+  // one lock; *total is the count of all violations at that moment.
+  std::vector<OracleViolation> unacknowledged_list(size_t* total) const EXCLUDES(lock_);
+  // Acknowledges the first `total` violations (what a script expected).
+  void acknowledge(size_t total) EXCLUDES(lock_);
   size_t unacknowledged() const EXCLUDES(lock_);
 
  private:
@@ -134,9 +137,10 @@ class CoherenceOracle : public MmObserver {
   // Classic (start/end) subscribers between their start and end.
   std::vector<std::pair<const void*, VaRange>> classic_windows_ GUARDED_BY(lock_);
   std::vector<OracleViolation> violations_ GUARDED_BY(lock_);
-  // PTE tables khugepaged detached, by (mm, PMD address): the CPU mapping
-  // of an address outside the collapsed sub-range is still what the table
-  // says (spec E9), although the PMD is none.
+  // PTE tables khugepaged detached, by (mm, PMD address): while the PMD is
+  // none, the CPU mapping of an address is what the table says (spec E9:
+  // outside the collapsed sub-range it is unchanged; inside it, E2 already
+  // required the devices to drop their translations).
   // With them, the values of the collapsing pages when the table was
   // detached: what the new mapping must read (no write lost).
   struct Detached {

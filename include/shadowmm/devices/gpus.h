@@ -7,12 +7,13 @@
 //
 // Each GPU has its own device page table and its own worker thread, which
 // stands for the GPU's TLB-invalidation engine: a submitted flush completes
-// after the worker has spent `latency` on it, and only then are the GPU's
-// translations in the range gone. Faults program every GPU (the group is
-// one mirror of the address space, as a multi-GPU SVM is).
+// `latency` after the GPU's previous one (or after its submission), and the
+// invalidation waits for that. Faults program every GPU (the group is one
+// mirror of the address space, as a multi-GPU SVM is).
 //
-//   passes=1  invalidate():        for each GPU: submit, wait
-//   passes=2  invalidate_start():  submit to every GPU, hand back a finish
+//   passes=1  invalidate():        for each GPU: submit, zap, wait
+//   passes=2  invalidate_start():  submit to every GPU, zap every GPU's
+//                                  page table, hand back a finish
 //             invalidate_finish(): wait for every GPU
 //
 // Each concurrent two-pass invalidation needs its own finish object; the
@@ -67,17 +68,18 @@ class GpuGroup : public Mirror {
     uint64_t wall_ns_last = 0;
     uint64_t fallbacks = 0;  // two-pass starts that found no finish object
   };
-  Stats stats() const;
+  Stats stats() const EXCLUDES(stats_lock_);
 
-  // The group's recent operations, oldest first: "start", "submit N",
-  // "complete N", "finish", "fallback" (N = GPU index), each with a
+  // The group's recent operations, oldest first: "invalidate" (one pass),
+  // "start", "submit N", "complete N", "finish", "fallback" (N = GPU
+  // index), each with a
   // sequence number shared by every group, so tests can order the passes
   // of several groups.
   struct TraceEntry {
     uint64_t seq;
     std::string what;
   };
-  std::vector<TraceEntry> trace() const;
+  std::vector<TraceEntry> trace() const EXCLUDES(stats_lock_);
   // The entries not taken yet, as "SEQ WHAT".
   std::vector<std::string> take_trace() override;
   static constexpr size_t kTraceMax = 4096;

@@ -42,6 +42,8 @@ class Mirror : public SecondaryMmu {
   static constexpr uint64_t kFaultChunkPages = 32;
   // How long a fault keeps retrying after -EBUSY (test_hmm: 1 s).
   static constexpr uint64_t kFaultTimeoutNs = 1000000000;
+  // Faults one device access may take before it gives up with -EBUSY.
+  static constexpr int kMaxAccessFaults = 64;
 
  protected:
   // Faults [start, end) (page aligned, inside the attached interval).

@@ -62,6 +62,10 @@ class Sva : public SecondaryMmu {
   bool walks_cpu_page_tables() const override { return true; }
   std::vector<std::pair<std::string, uint64_t>> dump_counters() override EXCLUDES(iotlb_lock_);
 
+  // Page requests for one access before it gives up with -EBUSY (an
+  // access that keeps losing its page to concurrent zaps).
+  static constexpr int kMaxPageRequests = 64;
+
   // One pass of the hardware walker over the working set (the thread's
   // body; tests call it to place a walk at a chosen moment).
   void walk_working_set() EXCLUDES(iotlb_lock_);
@@ -86,7 +90,7 @@ class Sva : public SecondaryMmu {
   const Callback callback_;
   const uint64_t walk_period_ns_;
   MmuNotifier notifier_;
-  bool attached_ = false;
+  bool attached_ = false;  // changed by attach/detach, which no verb races
   // The IOTLB; invalidated from under the CPU's page-table locks.
   mutable SpinLock iotlb_lock_{LockRank::kSecondaryTlb, "iotlb"};
   DevicePageTable iotlb_ GUARDED_BY(iotlb_lock_);
@@ -94,7 +98,7 @@ class Sva : public SecondaryMmu {
   absl::btree_set<uint64_t> working_set_ GUARDED_BY(iotlb_lock_);
   uint64_t fills_ GUARDED_BY(iotlb_lock_) = 0;
   uint64_t invalidations_ GUARDED_BY(iotlb_lock_) = 0;
-  uint64_t page_requests_ = 0;  // verbs' thread only
+  std::atomic<uint64_t> page_requests_{0};
   std::atomic<bool> stop_{true};
   std::thread walker_;
 };

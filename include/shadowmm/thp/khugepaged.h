@@ -219,7 +219,7 @@ class Khugepaged {
 
   // The thread's sleep (wait_event_freezable_timeout). A plain condition
   // variable: a leaf wait, like WaitQueue's internals.
-  std::thread thread_;
+  std::thread thread_;  // started and joined by start()/stop() only
   std::mutex sleep_mu_;
   std::condition_variable sleep_cv_;
   bool stop_requested_ = false;  // under sleep_mu_
