@@ -186,17 +186,22 @@ void CoherenceOracle::on_pte_install(MmStruct* mm, VirtAddr addr, uint64_t size,
     for (SecondaryMmu* d : devices_)
       if (d->mm() == mm && d->walks_cpu_page_tables()) walkers.push_back(d);
   }
+  // Every 4 KiB of a huge entry: the IOTLB caches 4 KiB translations.
   for (SecondaryMmu* d : walkers) {
-    std::optional<DevTranslation> cached = d->cached_translation(addr);
-    if (!cached) continue;
-    Pfn cached_pfn = cached->pfn + ((addr - cached->addr) >> PAGE_SHIFT);
-    if (cached_pfn == pte.pfn()) continue;
-    SpinLocker l(lock_);
-    record("E6", d, addr,
-           "the PTE was re-pointed to pfn " + hex(pte.pfn().value()) + " while the device still caches pfn " +
-               hex(cached_pfn.value()) + " (no invalidate_secondary_tlbs between the clear and the new entry)");
+    if (size > PAGE_SIZE && !d->has_translation_in({addr, addr + size})) continue;
+    for (uint64_t off = 0; off < size; off += PAGE_SIZE) {
+      std::optional<DevTranslation> cached = d->cached_translation(addr + off);
+      if (!cached) continue;
+      Pfn cached_pfn = cached->pfn + ((addr + off - cached->addr) >> PAGE_SHIFT);
+      if (cached_pfn == pte.pfn() + (off >> PAGE_SHIFT)) continue;
+      SpinLocker l(lock_);
+      record("E6", d, addr + off,
+             "the PTE was re-pointed to pfn " + hex(pte.pfn().value() + (off >> PAGE_SHIFT)) +
+                 " while the device still caches pfn " + hex(cached_pfn.value()) +
+                 " (no invalidate_secondary_tlbs between the clear and the new entry)");
+      break;
+    }
   }
-  (void)size;
 }
 
 void CoherenceOracle::on_pmd_table_detached(MmStruct* mm, VirtAddr haddr, PageTable* table, VaRange collapsing) {
