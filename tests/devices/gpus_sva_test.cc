@@ -269,6 +269,22 @@ TEST(SvaDevice, StartEndDriverKeepsAFrameAliveAcrossCowAfterFork) {
   EXPECT_EQ(oracle.violation_list()[0].invariant, "E6");
 }
 
+TEST(SvaDevice, StartEndDriverIsCaughtInsideAHugeReplacement) {
+  TestMm t;
+  CoherenceOracle oracle(t.machine);
+  VirtAddr a = t.map(M2, RW, MAP_PRIVATE | MAP_ANONYMOUS, MmapOpts{.align = M2});
+  ASSERT_EQ(do_madvise(t.mm.get(), a, M2, MADV_HUGEPAGE), 0);
+  Sva iommu("iommu", t.mm.get(), Sva::Callback::kStartEnd, 0);
+  ASSERT_EQ(iommu.attach(a, M2, false), 0);
+  uint64_t v;
+  ASSERT_EQ(iommu.read(a + 2 * K4, &v), 0) << "a page request maps the huge zero page";
+  t.write(a, 1);  // the huge zero PMD is replaced by a THP
+  std::vector<OracleViolation> vs = oracle.violation_list();
+  ASSERT_GE(vs.size(), 1u);
+  EXPECT_EQ(vs[0].invariant, "E6");
+  EXPECT_EQ(vs[0].address, a + 2 * K4) << "found at its offset inside the 2 MiB entry";
+}
+
 TEST(SvaDevice, SecondaryTlbsDriverFlushesBeforeFramesAreFreed) {
   TestMm t;
   CoherenceOracle oracle(t.machine);
