@@ -138,7 +138,6 @@ void CoherenceOracle::on_pte_change(MmStruct* mm, VirtAddr addr, uint64_t size, 
   // E1: only mms with notifier subscriptions need their ranges.
   if (!mm_has_notifiers(mm)) return;
   SpinLocker l(lock_);
-  if (!new_pte.is_leaf() && has_walker_locked(mm)) unflushed_[mm][addr.value()] = size;
   if (covered_locked(mm, {addr, addr + size})) return;
   const char* what = !new_pte.is_leaf()                ? "removed"
                      : new_pte.pfn() != old_pte.pfn() ? "re-pointed"
@@ -158,6 +157,11 @@ void CoherenceOracle::on_tlb_flush(MmStruct* mm, VirtAddr start, VirtAddr end) {
   if (p != pending.begin() && std::prev(p)->first + std::prev(p)->second > start.value()) --p;
   while (p != pending.end() && p->first < end.value()) p = pending.erase(p);
   if (pending.empty()) unflushed_.erase(it);
+}
+
+void CoherenceOracle::on_pte_changing(MmStruct* mm, VirtAddr addr, uint64_t size) {
+  SpinLocker l(lock_);
+  if (has_walker_locked(mm)) unflushed_[mm][addr.value()] = size;
 }
 
 bool CoherenceOracle::has_walker_locked(const MmStruct* mm) const {
@@ -401,9 +405,16 @@ void CoherenceOracle::on_device_access(SecondaryMmu* dev, const DevTranslation& 
   bool reused = mm->machine().mem().generation(t.pfn) != t.gen;
   if (backed && !reused) return;
   SpinLocker l(lock_);
-  // A TLB (an IOTLB filled by a walker) may use an entry whose PTE already
-  // changed until the flush that follows; only a freed frame is a bug there.
-  if (!reused && dev->walks_cpu_page_tables()) return;
+  if (!reused && dev->walks_cpu_page_tables()) {
+    // A TLB (an IOTLB filled by a walker) may use an entry whose PTE
+    // already changed until the flush that follows; after it, the entry
+    // should have been invalidated by invalidate_secondary_tlbs.
+    if (unflushed_locked(mm, t.addr)) return;
+    record("E2", dev, t.addr,
+           std::string(write ? "wrote" : "read") + " through the stale " + describe(t) +
+               " after the TLB flush that should have dropped it: " + why);
+    return;
+  }
   if (reused) {
     record("E5", dev, t.addr,
            std::string(write ? "wrote" : "read") + " through " + describe(t) +

@@ -43,14 +43,26 @@ void report(MmStruct* mm, VirtAddr addr, const PtSlot& slot, Pte old_pte, Pte ne
     for_each_observer(m, [&](MmObserver* o) { o->on_pte_install(mm, addr, size, new_pte); });
 }
 
+// Before a present leaf changes: observers that compare a TLB with the page
+// tables must know the change is coming before anyone can see it.
+void report_changing(MmStruct* mm, VirtAddr addr, const PtSlot& slot) {
+  Machine& m = mm->machine();
+  if (!m.observed()) return;
+  if (!slot.get().is_leaf()) return;
+  uint64_t size = level_size(slot.level());
+  for_each_observer(m, [&](MmObserver* o) { o->on_pte_changing(mm, addr, size); });
+}
+
 }  // namespace
 
 void pt_set_entry(MmStruct* mm, VirtAddr addr, const PtSlot& slot, Pte new_pte) {
+  report_changing(mm, addr, slot);
   Pte old_pte = Pte(slot.entry->exchange(new_pte.raw(), std::memory_order_acq_rel));
   report(mm, addr, slot, old_pte, new_pte);
 }
 
 Pte pt_get_and_clear(MmStruct* mm, VirtAddr addr, const PtSlot& slot) {
+  report_changing(mm, addr, slot);
   Pte old_pte = slot.get_and_clear();
   report(mm, addr, slot, old_pte, Pte::none());
   return old_pte;

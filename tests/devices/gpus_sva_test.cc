@@ -12,6 +12,7 @@
 #include "shadowmm/mm/fork.h"
 #include "shadowmm/mm/madvise.h"
 #include "shadowmm/mm/memory.h"
+#include "shadowmm/mm/mm_observer.h"
 #include "shadowmm/mm/mprotect.h"
 #include "shadowmm/notifier/interval_notifier.h"
 #include "test_support.h"
@@ -283,6 +284,49 @@ TEST(SvaDevice, StartEndDriverIsCaughtInsideAHugeReplacement) {
   ASSERT_GE(vs.size(), 1u);
   EXPECT_EQ(vs[0].invariant, "E6");
   EXPECT_EQ(vs[0].address, a + 2 * K4) << "found at its offset inside the 2 MiB entry";
+}
+
+// The device uses its IOTLB right after the CPU TLB flush of a COW (under
+// the PTL, before range end): the start_end driver still has the stale
+// entry then (E2); the secondary-TLB driver dropped it at the flush.
+class UseIotlbAtFlush : public MmObserver {
+ public:
+  UseIotlbAtFlush(Machine& m, CoherenceOracle& o, Sva& dev, VirtAddr a) : m_(m), o_(o), dev_(dev), a_(a) {
+    m_.add_observer(this);
+  }
+  ~UseIotlbAtFlush() override { m_.remove_observer(this); }
+  void on_tlb_flush(MmStruct*, VirtAddr start, VirtAddr end) override {
+    if (start > a_ || end <= a_) return;
+    if (std::optional<DevTranslation> t = dev_.cached_translation(a_)) o_.on_device_access(&dev_, *t, false);
+  }
+
+ private:
+  Machine& m_;
+  CoherenceOracle& o_;
+  Sva& dev_;
+  VirtAddr a_;
+};
+
+TEST(SvaDevice, UsingAnIotlbEntryAfterItsFlushIsE2) {
+  for (Sva::Callback cb : {Sva::Callback::kSecondaryTlbs, Sva::Callback::kStartEnd}) {
+    TestMm t;
+    CoherenceOracle oracle(t.machine);
+    VirtAddr a = t.map(4 * K4);
+    Sva iommu("iommu", t.mm.get(), cb, 0);
+    ASSERT_EQ(iommu.attach(a, 4 * K4, false), 0);
+    uint64_t v;
+    ASSERT_EQ(iommu.read(a, &v), 0);
+    UseIotlbAtFlush use(t.machine, oracle, iommu, a);
+    t.write(a, 7);  // zero page -> new page: clear, flush, new PTE
+    std::vector<std::string> inv;
+    for (const OracleViolation& x : oracle.violation_list()) inv.push_back(x.invariant);
+    if (cb == Sva::Callback::kSecondaryTlbs) {
+      EXPECT_TRUE(inv.empty());
+    } else {
+      ASSERT_FALSE(inv.empty());
+      EXPECT_EQ(inv[0], "E2");
+    }
+  }
 }
 
 TEST(SvaDevice, SecondaryTlbsDriverFlushesBeforeFramesAreFreed) {

@@ -9,7 +9,9 @@
 //      notifier subscriptions);
 //   E2 drop on start: a subscriber still holds a translation in the range
 //      its invalidation just returned for; or a device uses a translation
-//      the CPU page tables no longer back, outside an active range;
+//      the CPU page tables no longer back, outside an active range (a TLB
+//      that walks the page tables: after the flush that followed the
+//      change);
 //   E3 no establish inside an invalidation: an interval subscriber programs
 //      a translation while its seq shows a hitting invalidation, or with a
 //      stale seq; a start/end subscriber between its start and end;
@@ -88,6 +90,7 @@ class CoherenceOracle : public MmObserver {
   void on_pte_change(MmStruct* mm, VirtAddr addr, uint64_t size, Pte old_pte, Pte new_pte) override;
   void on_pte_install(MmStruct* mm, VirtAddr addr, uint64_t size, Pte pte) override;
   void on_tlb_flush(MmStruct* mm, VirtAddr start, VirtAddr end) override;
+  void on_pte_changing(MmStruct* mm, VirtAddr addr, uint64_t size) override;
   void on_folio_free(Folio folio) override;
   void on_pmd_table_detached(MmStruct* mm, VirtAddr haddr, PageTable* table, VaRange collapsing) override;
   void on_pmd_table_reattached(MmStruct* mm, VirtAddr haddr) override;
@@ -151,10 +154,11 @@ class CoherenceOracle : public MmObserver {
   std::map<std::pair<const MmStruct*, uint64_t>, Detached> detached_ GUARDED_BY(lock_);
   // Ids of the mms whose notifiers were released (E7).
   absl::btree_set<uint64_t> released_ GUARDED_BY(lock_);
-  // E6: PTEs cleared whose TLB flush has not happened yet (address ->
-  // size), kept only for mms with a device that walks the CPU page tables.
-  // Until that flush, a walker may legally still cache the old frame, also
-  // after a racing fault installed a new one (as a CPU TLB may).
+  // E2/E6 for TLBs: present PTEs changed (cleared, re-pointed, downgraded)
+  // whose TLB flush has not happened yet (address -> size), kept only for
+  // mms with a device that walks the CPU page tables. Until that flush, a
+  // walker may legally still use the old entry, also after a racing fault
+  // installed a new one (as a CPU TLB may); after it, it may not.
   std::map<const MmStruct*, absl::btree_map<uint64_t, uint64_t>> unflushed_ GUARDED_BY(lock_);
   size_t acknowledged_ GUARDED_BY(lock_) = 0;
 };

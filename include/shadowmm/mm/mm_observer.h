@@ -54,6 +54,9 @@ class MmObserver {
   virtual void on_pte_change(MmStruct* mm, VirtAddr addr, uint64_t size, Pte old_pte, Pte new_pte) {
     (void)mm, (void)addr, (void)size, (void)old_pte, (void)new_pte;
   }
+  // A present leaf at `addr` is about to be changed or cleared (called under
+  // its page-table lock, before the new value is visible).
+  virtual void on_pte_changing(MmStruct* mm, VirtAddr addr, uint64_t size) { (void)mm, (void)addr, (void)size; }
   // A present leaf is installed (none -> present, or a re-point's second half).
   virtual void on_pte_install(MmStruct* mm, VirtAddr addr, uint64_t size, Pte pte) {
     (void)mm, (void)addr, (void)size, (void)pte;
