@@ -33,9 +33,10 @@ bool is_invalidating_change(Pte old_pte, Pte new_pte) {
   return (old_pte.prot() & ~new_pte.prot()) != 0;
 }
 
-void report(MmStruct* mm, VirtAddr addr, const PtSlot& slot, Pte old_pte, Pte new_pte) {
+// Both reports run only when the machine has observers (the callers
+// check), and stay out of line: the unobserved path is the hot one.
+[[gnu::noinline]] void report(MmStruct* mm, VirtAddr addr, const PtSlot& slot, Pte old_pte, Pte new_pte) {
   Machine& m = mm->machine();
-  if (!m.observed()) return;
   uint64_t size = level_size(slot.level());
   if (is_invalidating_change(old_pte, new_pte))
     for_each_observer(m, [&](MmObserver* o) { o->on_pte_change(mm, addr, size, old_pte, new_pte); });
@@ -45,9 +46,8 @@ void report(MmStruct* mm, VirtAddr addr, const PtSlot& slot, Pte old_pte, Pte ne
 
 // Before a present leaf changes: observers that compare a TLB with the page
 // tables must know the change is coming before anyone can see it.
-void report_changing(MmStruct* mm, VirtAddr addr, const PtSlot& slot) {
+[[gnu::noinline]] void report_changing(MmStruct* mm, VirtAddr addr, const PtSlot& slot) {
   Machine& m = mm->machine();
-  if (!m.observed()) return;
   if (!slot.get().is_leaf()) return;
   uint64_t size = level_size(slot.level());
   for_each_observer(m, [&](MmObserver* o) { o->on_pte_changing(mm, addr, size); });
@@ -56,15 +56,17 @@ void report_changing(MmStruct* mm, VirtAddr addr, const PtSlot& slot) {
 }  // namespace
 
 void pt_set_entry(MmStruct* mm, VirtAddr addr, const PtSlot& slot, Pte new_pte) {
-  report_changing(mm, addr, slot);
+  const bool observed = mm->machine().observed();
+  if (observed) report_changing(mm, addr, slot);
   Pte old_pte = Pte(slot.entry->exchange(new_pte.raw(), std::memory_order_acq_rel));
-  report(mm, addr, slot, old_pte, new_pte);
+  if (observed) report(mm, addr, slot, old_pte, new_pte);
 }
 
 Pte pt_get_and_clear(MmStruct* mm, VirtAddr addr, const PtSlot& slot) {
-  report_changing(mm, addr, slot);
+  const bool observed = mm->machine().observed();
+  if (observed) report_changing(mm, addr, slot);
   Pte old_pte = slot.get_and_clear();
-  report(mm, addr, slot, old_pte, Pte::none());
+  if (observed) report(mm, addr, slot, old_pte, Pte::none());
   return old_pte;
 }
 
