@@ -21,6 +21,12 @@
 // does the whole invalidation itself (submit to all, wait for all) and
 // returns no finish: the single-pass fallback the spec describes.
 //
+// Deviation from Linux: a flush completes at a time fixed at submission and
+// the waiter, reading the clock as a driver reads a fence seqno, retires it
+// itself; the engine thread retires what nobody waited for on a 10 ms tick.
+// With eight engines on two cores, waiting for their wake-ups would measure
+// the host's scheduler, not the GPUs.
+//
 // On a non-blockable range the group may not sleep: it trylocks its driver
 // lock (false when contended) and waits for the GPUs by polling, as a driver
 // spinning on a fence in atomic context would.

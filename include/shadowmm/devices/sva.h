@@ -23,6 +23,11 @@
 //
 // A missing translation at access time is a page request (PRI/IOPF): the
 // fault is resolved with handle_mm_fault and the walk retried.
+//
+// Deviation from Linux: IOTLB entries are 4 KiB whatever the CPU mapping's
+// size (an SMMU caches block entries too), which keeps the E5/E6 checks
+// exact; the start_end driver's refill at its start flush is a chosen
+// interleaving, the worst one, not something hardware must do.
 
 #pragma once
 
