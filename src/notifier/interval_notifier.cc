@@ -267,6 +267,9 @@ int mmu_interval_notifier_insert_locked_flags(MmuIntervalNotifier* sub, MmStruct
 int mmu_interval_notifier_set_flags_locked(MmuIntervalNotifier* sub, unsigned flags) NO_THREAD_SAFETY_ANALYSIS {
   // The caller holds sub->mm->mmap_lock for write (asserted below); the
   // analysis cannot name that lock through `sub`.
+  // As the seed: unknown bits first, then the mm (whose machine says whether
+  // BLOCK_THP itself is known: the notifier.block_thp knob).
+  if (flags & ~MMU_INTERVAL_NOTIFIER_BLOCK_THP) return -EINVAL;
   MmStruct* mm = sub->mm;
   if (WARN_ON_ONCE(!mm)) return -EINVAL;
   if (!known_flags(mm, flags)) return -EINVAL;

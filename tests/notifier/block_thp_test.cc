@@ -163,3 +163,21 @@ TEST(BlockThp, MapCountExhaustionIsENOMEMAndMayLeaveVmasChanged) {
 
 }  // namespace
 }  // namespace smm
+
+namespace smm {
+namespace {
+
+TEST(BlockThp, SetFlagsChecksUnknownBitsBeforeTheMm) {
+  // A subscription never inserted has no mm: unknown bits are -EINVAL
+  // without the warning; known flags then hit the missing mm (warns once).
+  MmuIntervalNotifier sub;
+  warnings_clear();
+  EXPECT_EQ(mmu_interval_notifier_set_flags_locked(&sub, 1u << 5), -EINVAL);
+  EXPECT_EQ(warnings_count(), 0u);
+  EXPECT_EQ(mmu_interval_notifier_set_flags_locked(&sub, MMU_INTERVAL_NOTIFIER_BLOCK_THP), -EINVAL);
+  EXPECT_EQ(warnings_count(), 1u);
+  warnings_clear();
+}
+
+}  // namespace
+}  // namespace smm
