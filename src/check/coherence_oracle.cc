@@ -291,7 +291,9 @@ void CoherenceOracle::on_subscriber_invalidated(const void* sub, const MmuNotifi
     dev = device_of_locked(sub);
     if (dev && dev->is_classic(sub)) classic_windows_.emplace_back(sub, range.range());
   }
-  // E2: the callback returned, so the device must hold nothing in range.
+  // E2: the callback returned, so the device must hold nothing in range;
+  // except in a migration the device itself started (spec E9).
+  if (range.event == MMU_NOTIFY_MIGRATE && range.owner == dev) return;
   if (dev && !dev->walks_cpu_page_tables() && dev->has_translation_in(range.range())) {
     SpinLocker l(lock_);
     record("E2", dev, range.start,

@@ -224,16 +224,6 @@ void GpuGroup::wait_all(const std::vector<std::shared_ptr<Flush>>& flushes, bool
 
 // ---- the notifier callbacks ----
 
-// Conditional locking (a try_lock on a non-blockable range) is beyond the
-// analysis; the TRY_ACQUIRE on the declaration tells callers.
-bool GpuGroup::lock_for(const MmuNotifierRange* range) NO_THREAD_SAFETY_ANALYSIS {
-  if (range->blockable()) {
-    lock_.lock();
-    return true;
-  }
-  return lock_.try_lock();
-}
-
 void GpuGroup::account(const char* event, VaRange r, bool blockable, uint64_t start_ns) {
   uint64_t wall = std::max<uint64_t>(now_ns() - start_ns, 1);
   record_event(event, r.start, r.end, blockable, wall);
@@ -336,8 +326,7 @@ void GpuGroup::program_locked(const DevTranslation& t) {
 std::optional<DevTranslation> GpuGroup::lookup_locked(VirtAddr addr) {
   Gpu& g = *gpus_.front();
   SpinLocker l(g.lock);
-  const DevTranslation* t = g.pt.lookup(addr);
-  return t ? std::optional<DevTranslation>(*t) : std::nullopt;
+  return g.pt.get(addr);
 }
 
 void GpuGroup::clear_locked() {
@@ -347,10 +336,10 @@ void GpuGroup::clear_locked() {
   }
 }
 
-uint64_t GpuGroup::mapped_pages() {
+void GpuGroup::with_table(const std::function<void(const DevicePageTable&)>& fn) {
   Gpu& g = *gpus_.front();
   SpinLocker l(g.lock);
-  return g.pt.pages();
+  fn(g.pt);
 }
 
 void GpuGroup::for_each_translation(const std::function<void(const DevTranslation&)>& fn) {
@@ -371,7 +360,7 @@ bool GpuGroup::has_translation_in(VaRange r) {
 std::optional<DevTranslation> GpuGroup::cached_translation(VirtAddr addr) {
   for (auto& g : gpus_) {
     SpinLocker l(g->lock);
-    if (const DevTranslation* t = g->pt.lookup(addr)) return *t;
+    if (std::optional<DevTranslation> t = g->pt.get(addr)) return t;
   }
   return std::nullopt;
 }
@@ -379,7 +368,7 @@ std::optional<DevTranslation> GpuGroup::cached_translation(VirtAddr addr) {
 std::optional<DevTranslation> GpuGroup::translation_of_pfns(Pfn first, uint64_t nr) {
   for (auto& g : gpus_) {
     SpinLocker l(g->lock);
-    if (const DevTranslation* t = g->pt.find_pfn_range(first, nr)) return *t;
+    if (std::optional<DevTranslation> t = g->pt.get_pfn_range(first, nr)) return t;
   }
   return std::nullopt;
 }

@@ -154,65 +154,35 @@ int Kvm::fault(VirtAddr start, uint64_t len, bool write) {
   return ret;
 }
 
-int Kvm::read(VirtAddr addr, uint64_t* value) {
+int Kvm::access(VirtAddr addr, bool write, uint64_t* value) {
   if (!addr.is_aligned(PAGE_SIZE) || !attached_) return -EINVAL;
   MmStruct* m = mm();
   if (!m->mmget_not_zero()) return -EINVAL;
-  MmOpScope op("device read");
-  int ret = 0;
-  for (;;) {
-    {
-      SpinLocker l(mmu_lock_);
-      if (const DevTranslation* t = spte_.lookup(addr)) {
-        if (CoherenceOracle* o = oracle()) o->on_device_access(this, *t, false);
-        *value = machine().mem().value(t->pfn).load(std::memory_order_relaxed);
-        young_[t->addr.value()] = true;
-        break;
-      }
-    }
-    if ((ret = fault_page(addr, false))) break;
-  }
-  m->mmput();
-  return ret;
-}
-
-int Kvm::write(VirtAddr addr, uint64_t value) {
-  if (!addr.is_aligned(PAGE_SIZE) || !attached_) return -EINVAL;
-  MmStruct* m = mm();
-  if (!m->mmget_not_zero()) return -EINVAL;
-  MmOpScope op("device write");
+  MmOpScope op(write ? "device write" : "device read");
   int ret = 0;
   for (;;) {
     {
       SpinLocker l(mmu_lock_);
       const DevTranslation* t = spte_.lookup(addr);
-      if (t && t->writable) {
-        if (CoherenceOracle* o = oracle()) o->on_device_access(this, *t, true);
-        machine().mem().value(t->pfn).store(value, std::memory_order_relaxed);
+      if (t && (!write || t->writable)) {
+        if (CoherenceOracle* o = oracle()) o->on_device_access(this, *t, write);
+        auto v = machine().mem().value(t->pfn);
+        if (write)
+          v.store(*value, std::memory_order_relaxed);
+        else
+          *value = v.load(std::memory_order_relaxed);
         young_[t->addr.value()] = true;
         break;
       }
     }
-    if ((ret = fault_page(addr, true))) break;
+    if ((ret = fault_page(addr, write))) break;
   }
   m->mmput();
   return ret;
 }
 
-uint64_t Kvm::mapped_pages() {
-  SpinLocker l(mmu_lock_);
-  return spte_.pages();
-}
-
-void Kvm::for_each_translation(const std::function<void(const DevTranslation&)>& fn) {
-  SpinLocker l(mmu_lock_);
-  spte_.for_each(fn);
-}
-
-bool Kvm::has_translation_in(VaRange r) {
-  SpinLocker l(mmu_lock_);
-  return spte_.any_in(r);
-}
+int Kvm::read(VirtAddr addr, uint64_t* value) { return access(addr, false, value); }
+int Kvm::write(VirtAddr addr, uint64_t value) { return access(addr, true, &value); }
 
 std::vector<std::pair<std::string, uint64_t>> Kvm::dump_counters() {
   SpinLocker l(mmu_lock_);
@@ -221,16 +191,9 @@ std::vector<std::pair<std::string, uint64_t>> Kvm::dump_counters() {
           {"fault_retries", retries_}};
 }
 
-std::optional<DevTranslation> Kvm::cached_translation(VirtAddr addr) {
+void Kvm::with_table(const std::function<void(const DevicePageTable&)>& fn) {
   SpinLocker l(mmu_lock_);
-  const DevTranslation* t = spte_.lookup(addr);
-  return t ? std::optional<DevTranslation>(*t) : std::nullopt;
-}
-
-std::optional<DevTranslation> Kvm::translation_of_pfns(Pfn first, uint64_t nr) {
-  SpinLocker l(mmu_lock_);
-  const DevTranslation* t = spte_.find_pfn_range(first, nr);
-  return t ? std::optional<DevTranslation>(*t) : std::nullopt;
+  fn(spte_);
 }
 
 }  // namespace smm

@@ -79,14 +79,19 @@ bool Mirror::invalidate_cb(MmuIntervalNotifier* sub, const MmuNotifierRange* ran
   return static_cast<Mirror*>(sub->priv)->invalidate(range, cur_seq);
 }
 
-bool Mirror::invalidate(const MmuNotifierRange* range, uint64_t cur_seq) NO_THREAD_SAFETY_ANALYSIS {
-  // (Conditional locking: blockable ranges lock, others trylock.)
+// Conditional locking is beyond the analysis; TRY_ACQUIRE tells the callers.
+bool Mirror::lock_for(const MmuNotifierRange* range) NO_THREAD_SAFETY_ANALYSIS {
+  if (range->blockable()) {
+    lock_.lock();
+    return true;
+  }
+  return lock_.try_lock();
+}
+
+bool Mirror::invalidate(const MmuNotifierRange* range, uint64_t cur_seq) {
   // Migrations this device started update its table themselves.
   if (range->event == MMU_NOTIFY_MIGRATE && range->owner == this) return true;
-  if (range->blockable())
-    lock_.lock();
-  else if (!lock_.try_lock())
-    return false;
+  if (!lock_for(range)) return false;
   mmu_interval_set_seq(&notifier_, cur_seq);
   pt_.erase_range(range->range().intersect(interval_));
   record_event(*range);
@@ -201,35 +206,9 @@ int Mirror::access(VirtAddr addr, bool write, uint64_t* value, bool may_fault) {
 int Mirror::read(VirtAddr addr, uint64_t* value) { return access(addr, false, value, true); }
 int Mirror::write(VirtAddr addr, uint64_t value) { return access(addr, true, &value, true); }
 
-uint64_t Mirror::mapped_pages() {
+void Mirror::with_table(const std::function<void(const DevicePageTable&)>& fn) {
   MutexLocker l(lock_);
-  return pt_.pages();
-}
-
-void Mirror::for_each_translation(const std::function<void(const DevTranslation&)>& fn) {
-  MutexLocker l(lock_);
-  pt_.for_each(fn);
-}
-
-bool Mirror::has_translation_in(VaRange r) {
-  MutexLocker l(lock_);
-  return pt_.any_in(r);
-}
-
-std::optional<DevTranslation> Mirror::lookup_locked(VirtAddr addr) {
-  const DevTranslation* t = pt_.lookup(addr);
-  return t ? std::optional<DevTranslation>(*t) : std::nullopt;
-}
-
-std::optional<DevTranslation> Mirror::cached_translation(VirtAddr addr) {
-  MutexLocker l(lock_);
-  return lookup_locked(addr);
-}
-
-std::optional<DevTranslation> Mirror::translation_of_pfns(Pfn first, uint64_t nr) {
-  MutexLocker l(lock_);
-  const DevTranslation* t = pt_.find_pfn_range(first, nr);
-  return t ? std::optional<DevTranslation>(*t) : std::nullopt;
+  fn(pt_);
 }
 
 }  // namespace smm

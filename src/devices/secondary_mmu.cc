@@ -10,6 +10,7 @@
 
 #include "shadowmm/base/lockdep.h"
 #include "shadowmm/check/coherence_oracle.h"
+#include "shadowmm/devices/device_page_table.h"
 #include "shadowmm/mm/machine.h"
 #include "shadowmm/mm/mm_struct.h"
 
@@ -25,6 +26,34 @@ SecondaryMmu::~SecondaryMmu() { mm_->mmdrop(); }
 Machine& SecondaryMmu::machine() const { return mm_->machine(); }
 
 int SecondaryMmu::set_flags(bool) { return -EINVAL; }
+
+uint64_t SecondaryMmu::mapped_pages() {
+  uint64_t n = 0;
+  with_table([&](const DevicePageTable& pt) { n = pt.pages(); });
+  return n;
+}
+
+void SecondaryMmu::for_each_translation(const std::function<void(const DevTranslation&)>& fn) {
+  with_table([&](const DevicePageTable& pt) { pt.for_each(fn); });
+}
+
+bool SecondaryMmu::has_translation_in(VaRange r) {
+  bool any = false;
+  with_table([&](const DevicePageTable& pt) { any = pt.any_in(r); });
+  return any;
+}
+
+std::optional<DevTranslation> SecondaryMmu::cached_translation(VirtAddr addr) {
+  std::optional<DevTranslation> t;
+  with_table([&](const DevicePageTable& pt) { t = pt.get(addr); });
+  return t;
+}
+
+std::optional<DevTranslation> SecondaryMmu::translation_of_pfns(Pfn first, uint64_t nr) {
+  std::optional<DevTranslation> t;
+  with_table([&](const DevicePageTable& pt) { t = pt.get_pfn_range(first, nr); });
+  return t;
+}
 
 std::vector<DeviceEvent> SecondaryMmu::take_events() {
   SpinLocker l(events_lock_);

@@ -214,31 +214,9 @@ int Sva::write(VirtAddr addr, uint64_t value) { return access(addr, true, &value
 
 // ---- observation ----
 
-uint64_t Sva::mapped_pages() {
+void Sva::with_table(const std::function<void(const DevicePageTable&)>& fn) {
   SpinLocker l(iotlb_lock_);
-  return iotlb_.pages();
-}
-
-void Sva::for_each_translation(const std::function<void(const DevTranslation&)>& fn) {
-  SpinLocker l(iotlb_lock_);
-  iotlb_.for_each(fn);
-}
-
-bool Sva::has_translation_in(VaRange r) {
-  SpinLocker l(iotlb_lock_);
-  return iotlb_.any_in(r);
-}
-
-std::optional<DevTranslation> Sva::cached_translation(VirtAddr addr) {
-  SpinLocker l(iotlb_lock_);
-  const DevTranslation* t = iotlb_.lookup(addr);
-  return t ? std::optional<DevTranslation>(*t) : std::nullopt;
-}
-
-std::optional<DevTranslation> Sva::translation_of_pfns(Pfn first, uint64_t nr) {
-  SpinLocker l(iotlb_lock_);
-  const DevTranslation* t = iotlb_.find_pfn_range(first, nr);
-  return t ? std::optional<DevTranslation>(*t) : std::nullopt;
+  fn(iotlb_);
 }
 
 std::vector<std::pair<std::string, uint64_t>> Sva::dump_counters() {

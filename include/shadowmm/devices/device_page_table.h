@@ -9,6 +9,7 @@
 #include <absl/container/btree_map.h>
 
 #include <cstdint>
+#include <optional>
 
 #include "shadowmm/devices/secondary_mmu.h"
 
@@ -27,6 +28,15 @@ class DevicePageTable {
   bool any_in(VaRange r) const;
   // Does some translation reach a frame of [first, first + nr)?
   const DevTranslation* find_pfn_range(Pfn first, uint64_t nr) const;
+  // The same as copies.
+  std::optional<DevTranslation> get(VirtAddr a) const {
+    const DevTranslation* t = lookup(a);
+    return t ? std::optional<DevTranslation>(*t) : std::nullopt;
+  }
+  std::optional<DevTranslation> get_pfn_range(Pfn first, uint64_t nr) const {
+    const DevTranslation* t = find_pfn_range(first, nr);
+    return t ? std::optional<DevTranslation>(*t) : std::nullopt;
+  }
 
   uint64_t pages() const { return pages_; }
   size_t size() const { return by_addr_.size(); }

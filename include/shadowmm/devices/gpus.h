@@ -57,9 +57,7 @@ class GpuGroup : public Mirror {
   unsigned count() const { return static_cast<unsigned>(gpus_.size()); }
   unsigned passes() const { return passes_; }
 
-  // Observation: a group counts like one GPU (every GPU holds the same
-  // translations once no flush is pending).
-  uint64_t mapped_pages() override;
+  // Observation: a translation any GPU holds counts.
   void for_each_translation(const std::function<void(const DevTranslation&)>& fn) override;
   bool has_translation_in(VaRange r) override;
   std::optional<DevTranslation> cached_translation(VirtAddr addr) override;
@@ -94,6 +92,9 @@ class GpuGroup : public Mirror {
   const MmuIntervalNotifierOps* ops() const override;
   void program_locked(const DevTranslation& t) override REQUIRES(lock_);
   std::optional<DevTranslation> lookup_locked(VirtAddr addr) override REQUIRES(lock_);
+  // GPU 0's table: what mapped_pages counts (every GPU holds the same
+  // translations once no flush is pending).
+  void with_table(const std::function<void(const DevicePageTable&)>& fn) override;
   void clear_locked() override REQUIRES(lock_);
 
  private:
@@ -125,7 +126,6 @@ class GpuGroup : public Mirror {
   static const MmuIntervalNotifierOps kOnePassOps;
   static const MmuIntervalNotifierOps kTwoPassOps;
 
-  bool lock_for(const MmuNotifierRange* range) TRY_ACQUIRE(true, lock_);
   std::shared_ptr<Flush> submit(Gpu& gpu, VaRange r);
   // Wakes the engines of the GPUs the flushes went to.
   void kick(const std::vector<std::shared_ptr<Flush>>& flushes);

@@ -37,16 +37,16 @@ class Kvm : public SecondaryMmu {
   int read(VirtAddr addr, uint64_t* value) override;
   int write(VirtAddr addr, uint64_t value) override;
 
-  uint64_t mapped_pages() override EXCLUDES(mmu_lock_);
-  void for_each_translation(const std::function<void(const DevTranslation&)>& fn) override EXCLUDES(mmu_lock_);
-  bool has_translation_in(VaRange r) override EXCLUDES(mmu_lock_);
-  std::optional<DevTranslation> cached_translation(VirtAddr addr) override EXCLUDES(mmu_lock_);
-  std::optional<DevTranslation> translation_of_pfns(Pfn first, uint64_t nr) override EXCLUDES(mmu_lock_);
   std::vector<const void*> subscriptions() const override { return {&notifier_}; }
   bool is_classic(const void* sub) const override { return sub == &notifier_; }
   std::vector<std::pair<std::string, uint64_t>> dump_counters() override EXCLUDES(mmu_lock_);
 
+ protected:
+  void with_table(const std::function<void(const DevicePageTable&)>& fn) override EXCLUDES(mmu_lock_);
+
  private:
+  // A guest access through the SPTEs, faulting the page in as needed.
+  int access(VirtAddr addr, bool write, uint64_t* value);
   static int start_cb(MmuNotifier* sub, const MmuNotifierRange* range);
   static void end_cb(MmuNotifier* sub, const MmuNotifierRange* range);
   static void release_cb(MmuNotifier* sub, MmStruct* mm);

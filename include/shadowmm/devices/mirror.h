@@ -29,11 +29,6 @@ class Mirror : public SecondaryMmu {
   int read(VirtAddr addr, uint64_t* value) override;
   int write(VirtAddr addr, uint64_t value) override;
 
-  uint64_t mapped_pages() override EXCLUDES(lock_);
-  void for_each_translation(const std::function<void(const DevTranslation&)>& fn) override EXCLUDES(lock_);
-  bool has_translation_in(VaRange r) override EXCLUDES(lock_);
-  std::optional<DevTranslation> cached_translation(VirtAddr addr) override EXCLUDES(lock_);
-  std::optional<DevTranslation> translation_of_pfns(Pfn first, uint64_t nr) override EXCLUDES(lock_);
   std::vector<const void*> subscriptions() const override { return {&notifier_}; }
   // The driver lock (tests hold it to make a non-blocking callback fail).
   Mutex& driver_lock() RETURN_CAPABILITY(lock_) { return lock_; }
@@ -53,12 +48,16 @@ class Mirror : public SecondaryMmu {
   // an access looks it up, and what detach drops.
   virtual const MmuIntervalNotifierOps* ops() const { return &kOps; }
   virtual void program_locked(const DevTranslation& t) REQUIRES(lock_) { pt_.insert(t); }
-  virtual std::optional<DevTranslation> lookup_locked(VirtAddr addr) REQUIRES(lock_);
+  virtual std::optional<DevTranslation> lookup_locked(VirtAddr addr) REQUIRES(lock_) { return pt_.get(addr); }
+  void with_table(const std::function<void(const DevicePageTable&)>& fn) override EXCLUDES(lock_);
   virtual void clear_locked() REQUIRES(lock_) { pt_.clear(); }
   // One device access through the page table; faults first when
   // `may_fault` (replayable faults), else a missing translation is a fatal
   // device fault (-EFAULT).
   int access(VirtAddr addr, bool write, uint64_t* value, bool may_fault);
+  // The driver lock for an invalidation: taken on a blockable range,
+  // tried on a non-blockable one (false: the callback must fail).
+  bool lock_for(const MmuNotifierRange* range) TRY_ACQUIRE(true, lock_);
   bool attached() const { return attached_; }
   VaRange interval() const { return interval_; }
   uint64_t latency_ns() const { return latency_ns_; }

@@ -27,6 +27,7 @@
 
 namespace smm {
 
+class DevicePageTable;
 class MmStruct;
 class Machine;
 class CoherenceOracle;
@@ -74,16 +75,17 @@ class SecondaryMmu {
   // The invalidations received since the last call.
   std::vector<DeviceEvent> take_events() EXCLUDES(events_lock_);
   uint64_t device_faults() const EXCLUDES(events_lock_);
+  // By default these look at the device's one page table (with_table).
   // 4 KiB pages the device can currently reach.
-  virtual uint64_t mapped_pages() = 0;
+  virtual uint64_t mapped_pages();
   // Every translation (for the oracle's free check, E5).
-  virtual void for_each_translation(const std::function<void(const DevTranslation&)>& fn) = 0;
+  virtual void for_each_translation(const std::function<void(const DevTranslation&)>& fn);
   // Does the device hold a usable translation inside `r`? (E2)
-  virtual bool has_translation_in(VaRange r) = 0;
+  virtual bool has_translation_in(VaRange r);
   // The translation the device holds for `addr`, if any.
-  virtual std::optional<DevTranslation> cached_translation(VirtAddr addr) = 0;
+  virtual std::optional<DevTranslation> cached_translation(VirtAddr addr);
   // A translation reaching a frame of [first, first + nr), if any (E5).
-  virtual std::optional<DevTranslation> translation_of_pfns(Pfn first, uint64_t nr) = 0;
+  virtual std::optional<DevTranslation> translation_of_pfns(Pfn first, uint64_t nr);
   // The notifier subscriptions that deliver this device's callbacks.
   virtual std::vector<const void*> subscriptions() const = 0;
   // Is `sub` one of its classic (start/end) subscriptions?
@@ -99,6 +101,10 @@ class SecondaryMmu {
   virtual std::vector<std::pair<std::string, uint64_t>> dump_counters() { return {}; }
 
  protected:
+  // Runs `fn` on the device's page table (its TLB, its SPTEs) under the lock
+  // that guards it. The observation functions above are built on it; a
+  // device with several tables (gpus) overrides them instead.
+  virtual void with_table(const std::function<void(const DevicePageTable&)>& fn) = 0;
   // Called by implementations when an invalidation reaches them.
   void record_event(const MmuNotifierRange& range, uint64_t wall_ns = 0) EXCLUDES(events_lock_);
   void record_event(const char* event, VirtAddr start, VirtAddr end, bool blockable, uint64_t wall_ns = 0)

@@ -57,11 +57,6 @@ class Sva : public SecondaryMmu {
   int read(VirtAddr addr, uint64_t* value) override;
   int write(VirtAddr addr, uint64_t value) override;
 
-  uint64_t mapped_pages() override EXCLUDES(iotlb_lock_);
-  void for_each_translation(const std::function<void(const DevTranslation&)>& fn) override EXCLUDES(iotlb_lock_);
-  bool has_translation_in(VaRange r) override EXCLUDES(iotlb_lock_);
-  std::optional<DevTranslation> cached_translation(VirtAddr addr) override EXCLUDES(iotlb_lock_);
-  std::optional<DevTranslation> translation_of_pfns(Pfn first, uint64_t nr) override EXCLUDES(iotlb_lock_);
   std::vector<const void*> subscriptions() const override { return {&notifier_}; }
   bool is_classic(const void* sub) const override { return sub == &notifier_ && callback_ == Callback::kStartEnd; }
   bool walks_cpu_page_tables() const override { return true; }
@@ -74,6 +69,9 @@ class Sva : public SecondaryMmu {
   // One pass of the hardware walker over the working set (the thread's
   // body; tests call it to place a walk at a chosen moment).
   void walk_working_set() EXCLUDES(iotlb_lock_);
+
+ protected:
+  void with_table(const std::function<void(const DevicePageTable&)>& fn) override EXCLUDES(iotlb_lock_);
 
  private:
   static void secondary_tlbs_cb(MmuNotifier* sub, MmStruct* mm, VirtAddr start, VirtAddr end);
