@@ -25,7 +25,11 @@
 // the waiter, reading the clock as a driver reads a fence seqno, retires it
 // itself; the engine thread retires what nobody waited for on a 10 ms tick.
 // With eight engines on two cores, waiting for their wake-ups would measure
-// the host's scheduler, not the GPUs.
+// the host's scheduler, not the GPUs. The first pass submits the flushes
+// before it zaps the GPUs' page-table copies (a driver zaps, then
+// invalidates): each GPU keeps its own copy here, and zapping eight of them
+// first would add CPU time the hardware does not spend; the GPUs cannot
+// refill meanwhile, since the driver lock is held throughout.
 //
 // On a non-blockable range the group may not sleep: it trylocks its driver
 // lock (false when contended) and waits for the GPUs by polling, as a driver
