@@ -11,7 +11,7 @@
 #include <chrono>
 
 #include "shadowmm/devices/gpus.h"
-#include "shadowmm/mm/machine.h"
+#include "shadowmm/machine/machine.h"
 #include "shadowmm/mm/memory.h"
 #include "shadowmm/mm/mmap.h"
 

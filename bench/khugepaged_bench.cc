@@ -13,15 +13,16 @@
 
 #include <bitset>
 
+#include "mm/khugepaged_internal.h"
 #include "shadowmm/check/coherence_oracle.h"
 #include "shadowmm/devices/mirror.h"
-#include "shadowmm/mm/machine.h"
+#include "shadowmm/machine/machine.h"
+#include "shadowmm/mm/khugepaged.h"
 #include "shadowmm/mm/madvise.h"
 #include "shadowmm/mm/memory.h"
 #include "shadowmm/mm/mmap.h"
 #include "shadowmm/mm/mprotect.h"
 #include "shadowmm/notifier/mmu_notifier.h"
-#include "shadowmm/thp/khugepaged.h"
 
 namespace smm {
 namespace {
@@ -32,6 +33,7 @@ constexpr int kRW = PROT_READ | PROT_WRITE;
 
 struct Env {
   Machine machine;
+  Khugepaged khugepaged{machine};
   MmRef mm{MmStruct::create(machine, "bench")};
   VirtAddr map(uint64_t len) {
     return *do_mmap(mm.get(), VirtAddr(0), len, kRW, MAP_PRIVATE | MAP_ANONYMOUS, 0, MmapOpts{.align = kM2});

@@ -8,7 +8,7 @@
 #include <fstream>
 #include <string>
 
-#include "shadowmm/mm/machine.h"
+#include "shadowmm/machine/machine.h"
 #include "shadowmm/mm/madvise.h"
 #include "shadowmm/mm/memory.h"
 #include "shadowmm/mm/mmap.h"

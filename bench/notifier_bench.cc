@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "shadowmm/devices/mirror.h"
-#include "shadowmm/mm/machine.h"
+#include "shadowmm/machine/machine.h"
 #include "shadowmm/mm/madvise.h"
 #include "shadowmm/mm/memory.h"
 #include "shadowmm/mm/mmap.h"

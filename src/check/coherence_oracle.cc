@@ -13,11 +13,12 @@
 #include <cinttypes>
 #include <cstdio>
 
-#include "shadowmm/mm/machine.h"
-#include "shadowmm/mm/mm_struct.h"
-#include "shadowmm/mm/vm_flags.h"
+#include "shadowmm/machine/machine.h"
+#include "shadowmm/machine/mm_types.h"
+#include "shadowmm/machine/vm_flags.h"
 #include "shadowmm/notifier/interval_notifier.h"
 #include "shadowmm/notifier/mmu_notifier.h"
+#include "shadowmm/pgtable/pgtable.h"
 
 namespace smm {
 
@@ -38,21 +39,17 @@ std::string describe(const DevTranslation& t) {
 
 CoherenceOracle::CoherenceOracle(Machine& machine) : machine_(machine) {
   machine_.add_observer(this);
-  machine_.set_oracle(this);
 }
 
-CoherenceOracle::~CoherenceOracle() {
-  machine_.set_oracle(nullptr);
-  machine_.remove_observer(this);
-}
+CoherenceOracle::~CoherenceOracle() { machine_.remove_observer(this); }
 
-void CoherenceOracle::add_device(SecondaryMmu* dev) {
+void CoherenceOracle::on_device_attached(SecondaryMmu* dev) {
   SpinLocker l(lock_);
   if (std::find(devices_.begin(), devices_.end(), dev) == devices_.end()) devices_.push_back(dev);
   for (const void* sub : dev->subscriptions()) by_sub_[sub] = dev;
 }
 
-void CoherenceOracle::remove_device(SecondaryMmu* dev) {
+void CoherenceOracle::on_device_detached(SecondaryMmu* dev) {
   SpinLocker l(lock_);
   devices_.erase(std::remove(devices_.begin(), devices_.end(), dev), devices_.end());
   for (auto it = by_sub_.begin(); it != by_sub_.end();)

@@ -23,8 +23,8 @@
 #include "shadowmm/base/bug.h"
 #include "shadowmm/base/lockdep.h"
 #include "shadowmm/devices/device_page_table.h"
-#include "shadowmm/mm/machine.h"
-#include "shadowmm/mm/mm_struct.h"
+#include "shadowmm/machine/machine.h"
+#include "shadowmm/machine/mm_types.h"
 
 namespace smm {
 

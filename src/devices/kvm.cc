@@ -8,10 +8,9 @@
 
 #include <sstream>
 
-#include "shadowmm/check/coherence_oracle.h"
-#include "shadowmm/mm/machine.h"
+#include "shadowmm/machine/machine.h"
+#include "shadowmm/machine/mm_types.h"
 #include "shadowmm/mm/memory.h"
-#include "shadowmm/mm/mm_struct.h"
 
 namespace smm {
 
@@ -135,7 +134,7 @@ int Kvm::fault_page(VirtAddr addr, bool write) {
       retries_++;
       continue;
     }
-    if (CoherenceOracle* o = oracle()) o->on_classic_establish(this, &notifier_, t);
+    report_classic_establish(&notifier_, t);
     spte_.insert(t);
     young_[t.addr.value()] = true;
     return 0;
@@ -165,7 +164,7 @@ int Kvm::access(VirtAddr addr, bool write, uint64_t* value) {
       SpinLocker l(mmu_lock_);
       const DevTranslation* t = spte_.lookup(addr);
       if (t && (!write || t->writable)) {
-        if (CoherenceOracle* o = oracle()) o->on_device_access(this, *t, write);
+        report_access(*t, write);
         auto v = machine().mem().value(t->pfn);
         if (write)
           v.store(*value, std::memory_order_relaxed);

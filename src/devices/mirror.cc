@@ -14,10 +14,10 @@
 #include <chrono>
 #include <vector>
 
-#include "shadowmm/check/coherence_oracle.h"
 #include "shadowmm/hmm/hmm.h"
-#include "shadowmm/mm/machine.h"
-#include "shadowmm/mm/mm_struct.h"
+#include "shadowmm/machine/machine.h"
+#include "shadowmm/machine/mm_types.h"
+#include "shadowmm/mm/mmap_lock.h"
 
 namespace smm {
 
@@ -48,7 +48,7 @@ int Mirror::attach(VirtAddr start, uint64_t len, bool block_thp) {
   if (ret) return ret;
   attached_ = true;
   interval_ = {start, start + len};
-  if (CoherenceOracle* o = oracle()) o->add_device(this);
+  report_attached();
   return 0;
 }
 
@@ -56,7 +56,7 @@ int Mirror::detach() {
   if (!attached_) return -EINVAL;
   mmu_interval_notifier_remove(&notifier_);
   attached_ = false;
-  if (CoherenceOracle* o = oracle()) o->remove_device(this);
+  report_detached();
   MutexLocker l(lock_);
   clear_locked();
   return 0;
@@ -139,7 +139,7 @@ int Mirror::fault_range(VirtAddr start, VirtAddr end, bool write) {
         if (order && a.is_aligned(block) && a + block <= next) size = block;
         DevTranslation t{a, size, hmm_pfn_to_pfn(hp), mem.generation(hmm_pfn_to_pfn(hp)),
                          (hp & HMM_PFN_WRITE) != 0};
-        if (CoherenceOracle* o = oracle()) o->on_interval_establish(this, &notifier_, range.notifier_seq, t);
+        report_interval_establish(&notifier_, range.notifier_seq, t);
         program_locked(t);
         i += size >> PAGE_SHIFT;
       }
@@ -176,7 +176,7 @@ int Mirror::access(VirtAddr addr, bool write, uint64_t* value, bool may_fault) {
       if (t && (!write || t->writable)) {
         DevTranslation at = *t;
         Pfn pfn = t->pfn + ((addr - t->addr) >> PAGE_SHIFT);
-        if (CoherenceOracle* o = oracle()) o->on_device_access(this, at, write);
+        report_access(at, write);
         auto v = machine().mem().value(pfn);
         if (write)
           v.store(*value, std::memory_order_relaxed);

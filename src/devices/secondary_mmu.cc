@@ -9,16 +9,17 @@
 #include <thread>
 
 #include "shadowmm/base/lockdep.h"
-#include "shadowmm/check/coherence_oracle.h"
 #include "shadowmm/devices/device_page_table.h"
-#include "shadowmm/mm/machine.h"
-#include "shadowmm/mm/mm_struct.h"
+#include "shadowmm/machine/machine.h"
+#include "shadowmm/machine/mm_types.h"
 
 namespace smm {
 
 SecondaryMmu::SecondaryMmu(std::string name, std::string kind, MmStruct* mm)
     : name_(std::move(name)), kind_(std::move(kind)), mm_(mm) {
   mm_->mmgrab();
+  for (MmObserver* o : mm_->machine().observers())
+    if (auto* d = dynamic_cast<DeviceObserver*>(o)) observers_.push_back(d);
 }
 
 SecondaryMmu::~SecondaryMmu() { mm_->mmdrop(); }
@@ -82,7 +83,13 @@ void SecondaryMmu::count_device_fault() {
   device_faults_++;
 }
 
-CoherenceOracle* SecondaryMmu::oracle() const { return mm_->machine().oracle(); }
+void SecondaryMmu::report_attached() {
+  for (DeviceObserver* o : observers_) o->on_device_attached(this);
+}
+
+void SecondaryMmu::report_detached() {
+  for (DeviceObserver* o : observers_) o->on_device_detached(this);
+}
 
 int SecondaryMmu::attach_classic(MmuNotifier* sub, bool block_thp, bool* attached) {
   if (block_thp) return -EINVAL;
@@ -92,7 +99,7 @@ int SecondaryMmu::attach_classic(MmuNotifier* sub, bool block_thp, bool* attache
   mm_->mmput();
   if (ret) return ret;
   *attached = true;
-  if (CoherenceOracle* o = oracle()) o->add_device(this);
+  report_attached();
   return 0;
 }
 
@@ -100,7 +107,7 @@ int SecondaryMmu::detach_classic(MmuNotifier* sub, bool* attached) {
   if (!*attached) return -EINVAL;
   mmu_notifier_unregister(sub, mm_);
   *attached = false;
-  if (CoherenceOracle* o = oracle()) o->remove_device(this);
+  report_detached();
   return 0;
 }
 

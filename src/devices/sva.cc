@@ -10,10 +10,9 @@
 #include <chrono>
 
 #include "shadowmm/base/lockdep.h"
-#include "shadowmm/check/coherence_oracle.h"
+#include "shadowmm/machine/machine.h"
+#include "shadowmm/machine/mm_types.h"
 #include "shadowmm/mm/gup.h"
-#include "shadowmm/mm/machine.h"
-#include "shadowmm/mm/mm_struct.h"
 #include "shadowmm/pgtable/pgtable.h"
 
 namespace smm {
@@ -80,7 +79,7 @@ std::optional<DevTranslation> Sva::walk_and_fill_locked(VirtAddr addr, bool writ
     if (write && !e.writable()) return std::nullopt;
     Pfn pfn = e.pfn() + ((addr.value() & (level_size(level) - 1)) >> PAGE_SHIFT);
     DevTranslation t{addr, PAGE_SIZE, pfn, m->machine().mem().generation(pfn), e.writable()};
-    if (CoherenceOracle* o = oracle()) o->on_walker_fill(this, t);
+    report_walker_fill(t);
     iotlb_.insert(t);
     fills_++;
     m->machine().stats().count(VmEvent::iotlb_fills);
@@ -172,7 +171,7 @@ int Sva::access(VirtAddr addr, bool write, uint64_t* value) {
       if (!t) t = walk_and_fill_locked(addr, write);
       if (t) {
         if (value) {
-          if (CoherenceOracle* o = oracle()) o->on_device_access(this, *t, write);
+          report_access(*t, write);
           auto v = m->machine().mem().value(t->pfn);
           if (write)
             v.store(*value, std::memory_order_relaxed);

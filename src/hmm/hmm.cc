@@ -10,7 +10,7 @@
 
 #include "shadowmm/hmm/hmm.h"
 
-#include "shadowmm/mm/machine.h"
+#include "shadowmm/machine/machine.h"
 #include "shadowmm/mm/memory.h"
 #include "shadowmm/notifier/interval_notifier.h"
 

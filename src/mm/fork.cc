@@ -13,13 +13,14 @@
 
 #include "shadowmm/mm/fork.h"
 
-#include "shadowmm/mm/machine.h"
-#include "shadowmm/mm/mm_observer.h"
+#include "shadowmm/machine/machine.h"
+#include "shadowmm/machine/mm_observer.h"
+#include "shadowmm/mm/khugepaged.h"
 #include "shadowmm/mm/memory.h"
+#include "shadowmm/mm/mmap_lock.h"
 #include "shadowmm/mm/vma.h"
 #include "shadowmm/notifier/mmu_notifier.h"
 #include "shadowmm/pgtable/tlb.h"
-#include "shadowmm/thp/khugepaged.h"
 
 namespace smm {
 

@@ -5,7 +5,7 @@
 
 #include "shadowmm/mm/gup.h"
 
-#include "shadowmm/mm/machine.h"
+#include "shadowmm/machine/machine.h"
 #include "shadowmm/mm/memory.h"
 
 namespace smm {

@@ -9,7 +9,7 @@
 //     mmu_gather for the whole call (freed pages go at the end);
 //   COLD (clear accessed bits), WILLNEED (nothing to read ahead without
 //     swap-in work), PAGEOUT (reclaim, src/mm/vmscan.cc), POPULATE_*
-//     (mm/gup.c), COLLAPSE (src/thp/khugepaged.cc).
+//     (mm/gup.c), COLLAPSE (src/mm/khugepaged.cc).
 //
 // Deviation from Linux: folios are never split by madvise. Where Linux would
 // split a partly covered large folio (FREE, COLD, PAGEOUT), the model splits
@@ -18,19 +18,20 @@
 
 #include "shadowmm/mm/madvise.h"
 
+#include "shadowmm/machine/machine.h"
+#include "shadowmm/machine/mm_observer.h"
 #include "shadowmm/mm/gup.h"
-#include "shadowmm/mm/machine.h"
-#include "shadowmm/mm/mm_observer.h"
-#include "shadowmm/mm/vma.h"
+#include "shadowmm/mm/huge_memory.h"
+#include "shadowmm/mm/khugepaged.h"
 #include "shadowmm/mm/memory.h"
+#include "shadowmm/mm/mmap_lock.h"
 #include "shadowmm/mm/swap.h"
+#include "shadowmm/mm/vma.h"
 #include "shadowmm/mm/vmscan.h"
 #include "shadowmm/notifier/interval_notifier.h"
 #include "shadowmm/notifier/mmu_notifier.h"
 #include "shadowmm/pgtable/mmu_gather.h"
 #include "shadowmm/pgtable/tlb.h"
-#include "shadowmm/thp/huge_memory.h"
-#include "shadowmm/thp/khugepaged.h"
 
 namespace smm {
 

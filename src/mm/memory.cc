@@ -4,7 +4,7 @@
 // do_anonymous_page with alloc_anon_folio (mTHP order selection), do_wp_page
 // (reuse or wp_page_copy), the shmem read/write fault, unmap_page_range and
 // zap_pte_range with the mmu_gather, free_pgd_range. The huge-entry halves of
-// these paths live in src/thp/huge_memory.cc.
+// these paths live in src/mm/huge_memory.cc.
 //
 // Not modelled: userfaultfd, NUMA hinting faults, per-VMA locks (faults take
 // mmap_lock for read, which the spec allows), file-backed mappings other
@@ -12,14 +12,13 @@
 
 #include "shadowmm/mm/memory.h"
 
-#include "shadowmm/mm/machine.h"
-#include "shadowmm/mm/mm_observer.h"
-#include "shadowmm/mm/vma.h"
+#include "shadowmm/machine/machine.h"
+#include "shadowmm/machine/mm_observer.h"
+#include "shadowmm/mm/huge_memory.h"
 #include "shadowmm/mm/swap.h"
+#include "shadowmm/mm/vma.h"
 #include "shadowmm/notifier/mmu_notifier.h"
 #include "shadowmm/pgtable/tlb.h"
-#include "shadowmm/thp/huge_memory.h"
-#include "shadowmm/thp/policy.h"
 
 namespace smm {
 
@@ -512,7 +511,7 @@ void zap_pte_range(MmuGather* tlb, VmArea* vma, const PtSlot& pmd, PageTable* ta
   // the table, so it is freed only at the next mmap_lock write (deferred),
   // and skipped when too many are already waiting.
   if (details.reclaim_pt && range_start.is_aligned(PMD_SIZE) && end - range_start >= PMD_SIZE &&
-      mm->pt_deferred_count() < MmStruct::kMaxDeferredTables) {
+      pt_deferred_count(mm) < MmStruct::kMaxDeferredTables) {
     SpinLocker pl(*pmd.ptl);
     if (pmd.get() == Pte::table(table)) {
       SpinLocker l(table->ptl);

@@ -1,15 +1,18 @@
 // File: src/mm/mm_struct.cc
 //
-// mm_struct lifetime (kernel/fork.c: mm_alloc, mmput, mmdrop) and the
-// cross-structure invariant check.
+// mm_struct lifetime (kernel/fork.c: mm_alloc, mmput, __mmdrop) and the
+// cross-structure invariant check. MmStruct is declared on the machine floor
+// (machine/mm_types.h); creating and freeing one needs the page-table and
+// notifier floors, so its lifetime is defined here, as kernel/fork.c does.
 
-#include "shadowmm/mm/mm_struct.h"
+#include "shadowmm/machine/mm_types.h"
 
-#include "shadowmm/mm/machine.h"
+#include "shadowmm/machine/machine.h"
+#include "shadowmm/mm/khugepaged.h"
 #include "shadowmm/mm/memory.h"
 #include "shadowmm/mm/mmap.h"
 #include "shadowmm/notifier/mmu_notifier.h"
-#include "shadowmm/thp/khugepaged.h"
+#include "shadowmm/pgtable/pgtable.h"
 
 namespace smm {
 
@@ -36,33 +39,6 @@ MmStruct::~MmStruct() {
 }
 
 MmStruct* MmStruct::create(Machine& machine, std::string name) { return new MmStruct(machine, std::move(name)); }
-
-void MmStruct::pt_defer_free(PageTable* table) {
-  SpinLocker l(page_table_lock);
-  pt_deferred.push_back(table);
-}
-
-void MmStruct::pt_drain_deferred() {
-  std::vector<PageTable*> tables;
-  {
-    SpinLocker l(page_table_lock);
-    tables.swap(pt_deferred);
-  }
-  if (!tables.empty()) pt_sync_lockless_walkers(this);
-  for (PageTable* t : tables) pt_free_table(this, t);
-}
-
-size_t MmStruct::pt_deferred_count() {
-  SpinLocker l(page_table_lock);
-  return pt_deferred.size();
-}
-
-bool MmStruct::mmget_not_zero() {
-  int32_t users = mm_users.load(std::memory_order_relaxed);
-  while (users > 0)
-    if (mm_users.compare_exchange_weak(users, users + 1, std::memory_order_acquire)) return true;
-  return false;
-}
 
 void MmStruct::mmput() {
   int32_t old = mm_users.fetch_sub(1, std::memory_order_acq_rel);

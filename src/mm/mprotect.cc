@@ -14,16 +14,17 @@
 // mmu_gather; the flush happens at the end of each VMA (tlb_end_vma), after
 // that VMA's range end.
 
+#include "shadowmm/mm/mmap_lock.h"
 #include "shadowmm/mm/mprotect.h"
 
-#include "shadowmm/mm/machine.h"
-#include "shadowmm/mm/mm_observer.h"
+#include "shadowmm/base/uapi.h"
+#include "shadowmm/machine/machine.h"
+#include "shadowmm/machine/mm_observer.h"
+#include "shadowmm/mm/huge_memory.h"
 #include "shadowmm/mm/vma.h"
-#include "shadowmm/mm/uapi.h"
 #include "shadowmm/notifier/mmu_notifier.h"
 #include "shadowmm/pgtable/mmu_gather.h"
 #include "shadowmm/pgtable/tlb.h"
-#include "shadowmm/thp/huge_memory.h"
 
 namespace smm {
 

@@ -6,17 +6,18 @@
 // aligned, PTEs otherwise (splitting a THP first), flushes the old range, and
 // unmaps what is left of the old VMA.
 
+#include "shadowmm/mm/mmap_lock.h"
 #include "shadowmm/mm/mremap.h"
 
-#include "shadowmm/mm/machine.h"
-#include "shadowmm/mm/mm_observer.h"
+#include "shadowmm/machine/machine.h"
+#include "shadowmm/machine/mm_observer.h"
+#include "shadowmm/mm/huge_memory.h"
+#include "shadowmm/mm/khugepaged.h"
 #include "shadowmm/mm/memory.h"
 #include "shadowmm/mm/mmap.h"
 #include "shadowmm/mm/vma.h"
 #include "shadowmm/notifier/mmu_notifier.h"
 #include "shadowmm/pgtable/tlb.h"
-#include "shadowmm/thp/huge_memory.h"
-#include "shadowmm/thp/khugepaged.h"
 
 namespace smm {
 

@@ -4,7 +4,8 @@
 
 #include "shadowmm/mm/prctl.h"
 
-#include "shadowmm/mm/uapi.h"
+#include "shadowmm/base/uapi.h"
+#include "shadowmm/mm/mmap_lock.h"
 
 namespace smm {
 

@@ -5,7 +5,7 @@
 
 #include "shadowmm/mm/swap.h"
 
-#include "shadowmm/mm/machine.h"
+#include "shadowmm/machine/machine.h"
 #include "shadowmm/mm/vma.h"
 #include "shadowmm/pgtable/tlb.h"
 

@@ -4,8 +4,8 @@
 
 #include "shadowmm/mm/task_mmu.h"
 
-#include "shadowmm/mm/machine.h"
-#include "shadowmm/thp/policy.h"
+#include "shadowmm/machine/machine.h"
+#include "shadowmm/mm/huge_memory.h"
 
 namespace smm {
 

@@ -15,12 +15,12 @@
 
 #include <vector>
 
-#include "shadowmm/mm/machine.h"
-#include "shadowmm/mm/vma.h"
+#include "shadowmm/machine/machine.h"
+#include "shadowmm/mm/huge_memory.h"
 #include "shadowmm/mm/memory.h"
+#include "shadowmm/mm/vma.h"
 #include "shadowmm/notifier/mmu_notifier.h"
 #include "shadowmm/pgtable/tlb.h"
-#include "shadowmm/thp/huge_memory.h"
 
 namespace smm {
 

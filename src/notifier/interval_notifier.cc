@@ -9,15 +9,20 @@
 //   seq 2 (idle) --inv_start hitting a node--> 3 (odd: tree frozen, inserts
 //   and removes deferred, read_begin on a hit subscription waits)
 //   --last inv_end--> 4 (deferred applied, waiters woken)
+//
+// The one seam of the layering (docs/architecture.md): the [S1] BLOCK_THP
+// VMA policy pass calls the mm floor's vma_modify_flags (mm/vma.h), as the
+// seed's mmu_interval_notifier_insert_locked_flags calls it in Linux. It is
+// the only include from the notifier floor up into mm/.
 
 #include "shadowmm/notifier/interval_notifier.h"
 
 #include <algorithm>
 
 #include "notifier_internal.h"
-#include "shadowmm/mm/machine.h"
-#include "shadowmm/mm/mm_struct.h"
-#include "shadowmm/mm/vma.h"
+#include "shadowmm/machine/machine.h"
+#include "shadowmm/machine/mm_types.h"
+#include "shadowmm/mm/vma.h"  // the [S1] seam: vma_modify_flags
 #include "subscriptions.h"
 
 namespace smm {

@@ -18,8 +18,8 @@
 #include "shadowmm/notifier/mmu_notifier.h"
 
 #include "notifier_internal.h"
-#include "shadowmm/mm/machine.h"
-#include "shadowmm/mm/mm_struct.h"
+#include "shadowmm/machine/machine.h"
+#include "shadowmm/machine/mm_types.h"
 #include "subscriptions.h"
 
 namespace smm {
@@ -325,7 +325,7 @@ int __mmu_notifier_register(MmuNotifier* sub, MmStruct* mm) {
 }
 
 int mmu_notifier_register(MmuNotifier* sub, MmStruct* mm) {
-  MmapWriteLock l(mm);
+  WriteLocker l(mm->mmap_lock);
   return __mmu_notifier_register(sub, mm);
 }
 
@@ -353,7 +353,7 @@ Result<MmuNotifier*> mmu_notifier_get_locked(const MmuNotifierOps* ops, MmStruct
 }
 
 Result<MmuNotifier*> mmu_notifier_get(const MmuNotifierOps* ops, MmStruct* mm) {
-  MmapWriteLock l(mm);
+  WriteLocker l(mm->mmap_lock);
   return mmu_notifier_get_locked(ops, mm);
 }
 

@@ -4,8 +4,8 @@
 
 #include "shadowmm/pgtable/mmu_gather.h"
 
-#include "shadowmm/mm/machine.h"
-#include "shadowmm/mm/mm_struct.h"
+#include "shadowmm/machine/machine.h"
+#include "shadowmm/machine/mm_types.h"
 #include "shadowmm/pgtable/tlb.h"
 
 namespace smm {
@@ -68,7 +68,7 @@ void MmuGather::flush() {
   tables.swap(tables_);
   if (!tables.empty()) pt_sync_lockless_walkers(mm_);
   for (PageTable* t : tables) pt_free_table(mm_, t);
-  for (PageTable* t : deferred_tables_) mm_->pt_defer_free(t);
+  for (PageTable* t : deferred_tables_) pt_defer_free(mm_, t);
   deferred_tables_.clear();
 }
 

@@ -6,16 +6,10 @@
 #include "shadowmm/pgtable/pgtable.h"
 
 #include "shadowmm/base/bug.h"
-#include "shadowmm/mm/machine.h"
-#include "shadowmm/mm/mm_struct.h"
+#include "shadowmm/machine/machine.h"
+#include "shadowmm/machine/mm_types.h"
 
 namespace smm {
-
-bool PageTable::empty() const {
-  for (const auto& e : entries)
-    if (e.load(std::memory_order_relaxed) != 0) return false;
-  return true;
-}
 
 PageTable* pt_alloc_table(MmStruct* mm, unsigned level) {
   auto* t = new PageTable(level);
@@ -45,6 +39,26 @@ SpinLock* pt_lockptr(MmStruct* mm, PageTable* table) {
   // PGD and PUD entries: mm->page_table_lock; PMD and PTE entries: split ptl.
   if (table->level >= PUD_LEVEL) return &mm->page_table_lock;
   return &table->ptl;
+}
+
+void pt_defer_free(MmStruct* mm, PageTable* table) {
+  SpinLocker l(mm->page_table_lock);
+  mm->pt_deferred.push_back(table);
+}
+
+void pt_drain_deferred(MmStruct* mm) {
+  std::vector<PageTable*> tables;
+  {
+    SpinLocker l(mm->page_table_lock);
+    tables.swap(mm->pt_deferred);
+  }
+  if (!tables.empty()) pt_sync_lockless_walkers(mm);
+  for (PageTable* t : tables) pt_free_table(mm, t);
+}
+
+size_t pt_deferred_count(MmStruct* mm) {
+  SpinLocker l(mm->page_table_lock);
+  return mm->pt_deferred.size();
 }
 
 namespace {

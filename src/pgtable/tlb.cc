@@ -7,8 +7,8 @@
 
 #include "shadowmm/pgtable/tlb.h"
 
-#include "shadowmm/mm/machine.h"
-#include "shadowmm/mm/mm_struct.h"
+#include "shadowmm/machine/machine.h"
+#include "shadowmm/machine/mm_types.h"
 #include "shadowmm/notifier/mmu_notifier.h"
 
 namespace smm {

@@ -8,8 +8,8 @@
 #include <functional>
 #include <map>
 
-#include "shadowmm/mm/machine.h"
-#include "shadowmm/mm/vm_flags.h"
+#include "shadowmm/machine/machine.h"
+#include "shadowmm/machine/vm_flags.h"
 #include "shadowmm/sim/script.h"
 
 namespace smm::sim {
@@ -142,26 +142,6 @@ bool mapped_size_valid(const std::string& size) {
   }
   std::optional<uint64_t> v = parse_size(s);
   return v && *v >= 4096 && *v <= (1ull << 30) && (*v & (*v - 1)) == 0;
-}
-
-std::string device_option_check(const std::string& kind, const std::string& key, const std::string& value) {
-  auto bad = [&] { return "bad value '" + value + "' for " + kind + " option " + key; };
-  if (key == "latency" && (kind == "mirror" || kind == "pinned" || kind == "gpus")) {
-    return parse_duration_ns(value) ? "" : bad();
-  }
-  if (key == "count" && kind == "gpus") {
-    std::optional<uint64_t> n = parse_int(value);
-    return n && *n >= 1 && *n <= 64 ? "" : bad() + " (1..64)";
-  }
-  if (key == "passes" && kind == "gpus") return value == "1" || value == "2" ? "" : bad() + " (1|2)";
-  if (key == "finish_slots" && kind == "gpus") {
-    std::optional<uint64_t> n = parse_int(value);
-    return n && *n <= 64 ? "" : bad() + " (0..64)";
-  }
-  if (key == "walker" && kind == "sva") return value == "off" || parse_duration_ns(value) ? "" : bad() + " (DUR|off)";
-  if (key == "callback" && kind == "sva")
-    return value == "secondary_tlbs" || value == "start_end" ? "" : bad() + " (secondary_tlbs|start_end)";
-  return "unknown option '" + key + "' for device kind " + kind;
 }
 
 }  // namespace smm::sim

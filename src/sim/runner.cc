@@ -17,19 +17,20 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "shadowmm/mm/machine.h"
+#include "shadowmm/check/coherence_oracle.h"
+#include "shadowmm/devices/secondary_mmu.h"
+#include "shadowmm/machine/machine.h"
+#include "shadowmm/mm/fork.h"
+#include "shadowmm/mm/khugepaged.h"
 #include "shadowmm/mm/madvise.h"
 #include "shadowmm/mm/memory.h"
 #include "shadowmm/mm/mmap.h"
 #include "shadowmm/mm/mprotect.h"
-#include "shadowmm/check/coherence_oracle.h"
-#include "shadowmm/devices/secondary_mmu.h"
-#include "shadowmm/mm/fork.h"
 #include "shadowmm/mm/mremap.h"
 #include "shadowmm/mm/prctl.h"
 #include "shadowmm/mm/task_mmu.h"
+#include "shadowmm/sim/device_kinds.h"
 #include "shadowmm/sim/knobs.h"
-#include "shadowmm/thp/khugepaged.h"
 
 namespace smm::sim {
 
@@ -156,6 +157,9 @@ class Runner {
   std::ostream& out_;
   std::ostream& err_;
   Machine machine_;
+  // The machine's khugepaged (the `khugepaged` verb, the mm list). Declared
+  // before mms_: the mms leave its list before it goes.
+  Khugepaged khugepaged_{machine_};
   CoherenceOracle oracle_{machine_};
   std::map<std::string, MmRef> mms_;
   // Declared after mms_: destroyed first (detaching from their mms).
@@ -306,8 +310,8 @@ int Runner::exec_body(const Command& c, const CmdRead& r, Json& extra) {
 }
 
 int Runner::exec_body(const Command&, const CmdKhugepaged& k, Json&) {
-  // N full scans of every registered mm, synchronously (thp/khugepaged.h).
-  khugepaged_scan_passes(machine_, static_cast<unsigned>(k.passes));
+  // N full scans of every registered mm, synchronously (mm/khugepaged.h).
+  khugepaged_.scan_passes(static_cast<unsigned>(k.passes));
   return 0;
 }
 
@@ -351,9 +355,8 @@ int Runner::exec_body(const Command&, const CmdExit&, Json&) {
 int Runner::exec_body(const Command& c, const CmdDevice& d, Json&) {
   MmStruct* mm = this->mm();
   if (!mm) return -ESRCH;
-  std::string error;
-  std::unique_ptr<SecondaryMmu> dev = make_secondary_mmu(d.name, d.kind, d.options, mm, &error);
-  if (!dev) throw Stop{where(c) + ": error: " + error, kExitFailed};
+  std::unique_ptr<SecondaryMmu> dev = make_device(d.name, d.kind, d.options, mm);
+  if (!dev) throw Stop{where(c) + ": error: device kind '" + d.kind + "' is not available", kExitFailed};
   device_mm_[dev.get()] = current_;
   devices_[d.name] = std::move(dev);
   return 0;

@@ -11,8 +11,9 @@
 #include <sstream>
 
 #include "shadowmm/base/result.h"
+#include "shadowmm/base/uapi.h"
 #include "shadowmm/mm/madvise.h"
-#include "shadowmm/mm/uapi.h"
+#include "shadowmm/sim/device_kinds.h"
 #include "shadowmm/sim/knobs.h"
 
 namespace smm::sim {
@@ -176,7 +177,6 @@ const std::set<std::string> kDumpParts = {"vmas", "mappings", "devices", "stats"
 const std::set<std::string> kEvents = {"unmap",   "clear",     "protection_vma", "protection_page",
                                        "release", "migrate",   "secondary_tlbs", "soft_dirty",
                                        "exclusive"};
-const std::set<std::string> kDeviceKinds = {"mirror", "pinned", "gpus", "sva", "kvm"};
 
 struct Error {
   std::string message;
@@ -481,7 +481,7 @@ Command LineParser::parse_device() {
   if (w_.size() < 3) fail("wrong number of operands; usage: device NAME KIND [options]");
   new_name(w_[1], "device");
   if (devices_.count(w_[1])) fail("device '" + w_[1] + "' already exists");
-  if (!kDeviceKinds.count(w_[2])) fail("unknown device kind '" + w_[2] + "'");
+  if (!find_device_kind(w_[2])) fail("unknown device kind '" + w_[2] + "'");
   CmdDevice d{w_[1], w_[2], {}};
   for (size_t i = 3; i < w_.size(); i++) {
     auto [k, v] = kv(w_[i]);

@@ -19,10 +19,10 @@
 #include "shadowmm/check/coherence_oracle.h"
 #include "shadowmm/devices/mirror.h"
 #include "shadowmm/devices/sva.h"
+#include "shadowmm/mm/khugepaged.h"
 #include "shadowmm/mm/madvise.h"
 #include "shadowmm/mm/memory.h"
 #include "shadowmm/mm/mprotect.h"
-#include "shadowmm/thp/khugepaged.h"
 #include "test_support.h"
 
 namespace smm {
@@ -69,7 +69,7 @@ void run_khugepaged_stress(const StressConfig& cfg) {
     t.machine.thp().set_size(4, ThpSizeSetting::kAlways);
   }
   ASSERT_EQ(do_madvise(mm, a, len, MADV_HUGEPAGE), 0);  // onto khugepaged's list
-  ASSERT_TRUE(t.machine.khugepaged().has_mm(mm));
+  ASSERT_TRUE(t.khugepaged.has_mm(mm));
 
   Mirror dev("gpu0", mm, 0);
   ASSERT_EQ(dev.attach(a, len, false), 0);
@@ -79,7 +79,7 @@ void run_khugepaged_stress(const StressConfig& cfg) {
   }
   t.machine.thp().scan_sleep_millisecs.store(1);
   t.machine.thp().pages_to_scan.store(HPAGE_PMD_NR * 2);
-  t.machine.khugepaged().start();
+  t.khugepaged.start();
 
   std::atomic<bool> stop{false};
   std::atomic<uint64_t> cpu_ops{0}, device_ops{0}, changes{0};
@@ -171,7 +171,7 @@ void run_khugepaged_stress(const StressConfig& cfg) {
   std::this_thread::sleep_for(test::stress_duration(500));
   stop = true;
   for (auto& th : threads) th.join();
-  t.machine.khugepaged().stop();
+  t.khugepaged.stop();
 
   EXPECT_EQ(lost.load(), 0);
   EXPECT_GT(cpu_ops.load(), 100u);

@@ -11,11 +11,11 @@
 #include "shadowmm/devices/device_page_table.h"
 #include "shadowmm/devices/kvm.h"
 #include "shadowmm/devices/mirror.h"
+#include "shadowmm/mm/huge_memory.h"
 #include "shadowmm/mm/madvise.h"
 #include "shadowmm/mm/memory.h"
 #include "shadowmm/mm/mprotect.h"
 #include "shadowmm/notifier/interval_notifier.h"
-#include "shadowmm/thp/policy.h"
 #include "test_support.h"
 
 namespace smm {
@@ -166,14 +166,14 @@ class BrokenDevice : public SecondaryMmu {
   ~BrokenDevice() override { detach(); }
   int attach(VirtAddr start, uint64_t len, bool) override {
     int r = mmu_interval_notifier_insert(&sub, mm(), start, len, &kOps);
-    if (!r && oracle()) oracle()->add_device(this);
+    if (!r) report_attached();
     attached_ = !r;
     return r;
   }
   int detach() override {
     if (!attached_) return 0;
     mmu_interval_notifier_remove(&sub);
-    if (oracle()) oracle()->remove_device(this);
+    report_detached();
     attached_ = false;
     return 0;
   }
@@ -184,7 +184,7 @@ class BrokenDevice : public SecondaryMmu {
 
   void program(VirtAddr a, Pfn pfn, bool writable, uint64_t seq) {
     DevTranslation t{a, K4, pfn, machine().mem().generation(pfn), writable};
-    oracle()->on_interval_establish(this, &sub, seq, t);
+    report_interval_establish(&sub, seq, t);
     pt.insert(t);
   }
 

@@ -64,16 +64,16 @@
 #include "shadowmm/base/lock.h"
 #include "shadowmm/base/result.h"
 #include "shadowmm/base/types.h"
-#include "shadowmm/mm/machine.h"
+#include "shadowmm/base/uapi.h"
+#include "shadowmm/machine/machine.h"
+#include "shadowmm/machine/mm_types.h"
+#include "shadowmm/machine/vm_flags.h"
+#include "shadowmm/mm/huge_memory.h"
 #include "shadowmm/mm/madvise.h"
 #include "shadowmm/mm/memory.h"
-#include "shadowmm/mm/mm_struct.h"
 #include "shadowmm/mm/mmap.h"
 #include "shadowmm/mm/mprotect.h"
 #include "shadowmm/mm/task_mmu.h"
-#include "shadowmm/mm/uapi.h"
-#include "shadowmm/mm/vm_flags.h"
-#include "shadowmm/thp/policy.h"
 
 namespace {
 

@@ -7,6 +7,7 @@
 #include "recording_subscriber.h"
 #include "shadowmm/mm/madvise.h"
 #include "shadowmm/mm/memory.h"
+#include "shadowmm/mm/mmap_lock.h"
 #include "shadowmm/mm/mprotect.h"
 #include "shadowmm/mm/task_mmu.h"
 #include "shadowmm/notifier/interval_notifier.h"

@@ -10,6 +10,7 @@
 
 #include "recording_subscriber.h"
 #include "shadowmm/mm/memory.h"
+#include "shadowmm/mm/mmap_lock.h"
 #include "shadowmm/mm/mprotect.h"
 #include "shadowmm/notifier/interval_notifier.h"
 #include "test_support.h"

@@ -86,10 +86,10 @@ TEST(PageTables, DontneedReclaimsAnEmptiedPteTable) {
   // write lock, when no lockless walker can still see it.
   ASSERT_EQ(do_madvise(mm, a, M2, MADV_DONTNEED), 0);
   EXPECT_FALSE(pt_lookup(mm, a, PTE_LEVEL)) << "the PMD no longer points to a table";
-  EXPECT_EQ(mm->pt_deferred_count(), 1u);
+  EXPECT_EQ(pt_deferred_count(mm), 1u);
   EXPECT_EQ(tables(mm), 5);
   ASSERT_EQ(do_mprotect(mm, a + M2, M2, RW), 0);  // takes mmap_lock for write
-  EXPECT_EQ(mm->pt_deferred_count(), 0u);
+  EXPECT_EQ(pt_deferred_count(mm), 0u);
   EXPECT_EQ(tables(mm), 4);
   EXPECT_EQ(t.read(a), 0u) << "zero-filled again";
 }

@@ -6,7 +6,7 @@
 
 #include <sstream>
 
-#include "shadowmm/mm/uapi.h"
+#include "shadowmm/base/uapi.h"
 #include "shadowmm/sim/knobs.h"
 #include "shadowmm/sim/runner.h"
 #include "shadowmm/sim/script.h"

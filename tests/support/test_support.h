@@ -15,8 +15,9 @@
 #include <vector>
 
 #include "shadowmm/base/bug.h"
-#include "shadowmm/mm/machine.h"
-#include "shadowmm/mm/mm_struct.h"
+#include "shadowmm/machine/machine.h"
+#include "shadowmm/machine/mm_types.h"
+#include "shadowmm/mm/khugepaged.h"
 #include "shadowmm/mm/mmap.h"
 #include "shadowmm/notifier/mmu_notifier.h"
 
@@ -32,13 +33,16 @@ inline constexpr int RW = PROT_READ | PROT_WRITE;
 // stress), else `default_ms`.
 std::chrono::milliseconds stress_duration(int default_ms);
 
-// One machine with one mm ("main"). Checks every invariant on destruction.
+// One machine with one mm ("main") and a khugepaged. Checks every invariant
+// on destruction.
 class TestMm {
  public:
   explicit TestMm(MachineConfig config = {});
   ~TestMm();
 
   Machine machine;
+  // The machine's khugepaged (the mm list, the scanner, the thread).
+  Khugepaged khugepaged{machine};
   MmRef mm;
 
   // mmap that must succeed: private anonymous unless flags say otherwise.

@@ -1,8 +1,9 @@
 // File: shadowmm/check/coherence_oracle.h
 //
-// The coherence oracle (spec section e). It watches the mm core through the
-// machine's observers and the devices through the calls they make when they
-// establish or use a translation, and records violations:
+// The coherence oracle (spec section e). It watches the mm core as one of
+// the machine's observers (MmObserver) and the devices as their device
+// observer (DeviceObserver: the calls they make when they attach, establish
+// or use a translation), and records violations:
 //
 //   E1 coverage: a present mapping is removed, re-pointed or downgraded
 //      outside every active notifier range of its mm (only for mms with
@@ -49,7 +50,7 @@
 
 #include "shadowmm/base/lock.h"
 #include "shadowmm/devices/secondary_mmu.h"
-#include "shadowmm/mm/mm_observer.h"
+#include "shadowmm/machine/mm_observer.h"
 
 namespace smm {
 
@@ -64,25 +65,21 @@ struct OracleViolation {
   std::string detail;
 };
 
-class CoherenceOracle : public MmObserver {
+class CoherenceOracle : public MmObserver, public DeviceObserver {
  public:
   explicit CoherenceOracle(Machine& machine);
   ~CoherenceOracle() override;
 
-  // Devices register so subscriber callbacks map back to them.
-  void add_device(SecondaryMmu* dev) EXCLUDES(lock_);
-  void remove_device(SecondaryMmu* dev) EXCLUDES(lock_);
-
-  // ---- called by devices (under their own lock) ----
-  // An interval subscriber programs `t` after read_retry(sub, seq) said no.
+  // ---- DeviceObserver (called by devices, some under their own lock) ----
+  // Attached devices are known, so subscriber callbacks map back to them.
+  void on_device_attached(SecondaryMmu* dev) override EXCLUDES(lock_);
+  void on_device_detached(SecondaryMmu* dev) override EXCLUDES(lock_);
   void on_interval_establish(SecondaryMmu* dev, MmuIntervalNotifier* sub, uint64_t seq,
-                             const DevTranslation& t) EXCLUDES(lock_);
-  // A start/end (classic) subscriber programs `t`.
-  void on_classic_establish(SecondaryMmu* dev, const void* sub, const DevTranslation& t) EXCLUDES(lock_);
-  // A device uses `t` for an access.
-  void on_device_access(SecondaryMmu* dev, const DevTranslation& t, bool write) EXCLUDES(lock_);
-  // A TLB that walks the CPU page tables fills `t` from them (sva).
-  void on_walker_fill(SecondaryMmu* dev, const DevTranslation& t) EXCLUDES(lock_);
+                             const DevTranslation& t) override EXCLUDES(lock_);
+  void on_classic_establish(SecondaryMmu* dev, const void* sub, const DevTranslation& t) override
+      EXCLUDES(lock_);
+  void on_device_access(SecondaryMmu* dev, const DevTranslation& t, bool write) override EXCLUDES(lock_);
+  void on_walker_fill(SecondaryMmu* dev, const DevTranslation& t) override EXCLUDES(lock_);
 
   // ---- MmObserver ----
   void on_range_start(const MmuNotifierRange& range) override;

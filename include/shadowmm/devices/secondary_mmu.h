@@ -3,8 +3,9 @@
 // The interface of the reference secondary MMUs (DESIGN.md: mirror, pinned,
 // gpus, sva, kvm). Each keeps its own device page table (address -> frame,
 // permission, size) behind its own lock, reports the invalidations it
-// received and its fatal faults, and tells the coherence oracle what it
-// establishes and uses.
+// received and its fatal faults, and tells its device observers (the
+// coherence oracle, which sits on the floor above) what it establishes and
+// uses, through the DeviceObserver interface below.
 //
 // Lifetime: a device belongs to the mm that was current when it was created
 // (it holds an mmgrab on it); detach() or destruction removes its
@@ -15,7 +16,6 @@
 
 #include <cstdint>
 #include <functional>
-#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -30,7 +30,8 @@ namespace smm {
 class DevicePageTable;
 class MmStruct;
 class Machine;
-class CoherenceOracle;
+class SecondaryMmu;
+struct MmuIntervalNotifier;
 
 // One translation held by a device: [addr, addr + size) -> pfn...
 struct DevTranslation {
@@ -49,6 +50,36 @@ struct DeviceEvent {
   bool blockable = true;
   // For a gpus group: the wall time the notifier spent in it (ns).
   uint64_t wall_ns = 0;
+};
+
+// What a device reports about its translations. The coherence oracle
+// implements it; a test may implement it to record what a driver does.
+// A device reports to every observer of its machine (Machine::add_observer)
+// that also implements DeviceObserver, as installed when the device was
+// created. Calls come from any device thread, some under the device's own
+// lock: implementations must be thread-safe and must not call back into the
+// device while handling them.
+class DeviceObserver {
+ public:
+  virtual ~DeviceObserver() = default;
+  // The device registered its subscriptions (attach) / removed them (detach).
+  virtual void on_device_attached(SecondaryMmu* dev) { (void)dev; }
+  virtual void on_device_detached(SecondaryMmu* dev) { (void)dev; }
+  // An interval subscriber programs `t` after read_retry(sub, seq) said no.
+  virtual void on_interval_establish(SecondaryMmu* dev, MmuIntervalNotifier* sub, uint64_t seq,
+                                     const DevTranslation& t) {
+    (void)dev, (void)sub, (void)seq, (void)t;
+  }
+  // A start/end (classic) subscriber programs `t`.
+  virtual void on_classic_establish(SecondaryMmu* dev, const void* sub, const DevTranslation& t) {
+    (void)dev, (void)sub, (void)t;
+  }
+  // The device uses `t` for an access.
+  virtual void on_device_access(SecondaryMmu* dev, const DevTranslation& t, bool write) {
+    (void)dev, (void)t, (void)write;
+  }
+  // A TLB that walks the CPU page tables fills `t` from them (sva).
+  virtual void on_walker_fill(SecondaryMmu* dev, const DevTranslation& t) { (void)dev, (void)t; }
 };
 
 class SecondaryMmu {
@@ -110,10 +141,23 @@ class SecondaryMmu {
   void record_event(const char* event, VirtAddr start, VirtAddr end, bool blockable, uint64_t wall_ns = 0)
       EXCLUDES(events_lock_);
   void count_device_fault() EXCLUDES(events_lock_);
-  // The machine's oracle, or nullptr.
-  CoherenceOracle* oracle() const;
+  // Reports to the device's observers (DeviceObserver above).
+  void report_attached();
+  void report_detached();
+  void report_interval_establish(MmuIntervalNotifier* sub, uint64_t seq, const DevTranslation& t) {
+    for (DeviceObserver* o : observers_) o->on_interval_establish(this, sub, seq, t);
+  }
+  void report_classic_establish(const void* sub, const DevTranslation& t) {
+    for (DeviceObserver* o : observers_) o->on_classic_establish(this, sub, t);
+  }
+  void report_access(const DevTranslation& t, bool write) {
+    for (DeviceObserver* o : observers_) o->on_device_access(this, t, write);
+  }
+  void report_walker_fill(const DevTranslation& t) {
+    for (DeviceObserver* o : observers_) o->on_walker_fill(this, t);
+  }
   // attach/detach of a device bound to the whole mm through a classic
-  // notifier (kvm, sva): registration under an mmget, the oracle told.
+  // notifier (kvm, sva): registration under an mmget, the observers told.
   // BLOCK_THP is for interval notifiers: -EINVAL; attached twice: -EBUSY.
   int attach_classic(MmuNotifier* sub, bool block_thp, bool* attached);
   // -EINVAL when not attached; afterwards no callback of `sub` runs.
@@ -126,16 +170,13 @@ class SecondaryMmu {
   std::string name_;
   std::string kind_;
   MmStruct* mm_;
+  // The machine's observers that are device observers, when the device was
+  // created; fixed for its lifetime, so device threads read it unlocked.
+  std::vector<DeviceObserver*> observers_;
   // A spinlock: invalidations are recorded from callbacks that may not sleep.
   mutable SpinLock events_lock_{LockRank::kDeviceEvents, "device_events"};
   std::vector<DeviceEvent> events_ GUARDED_BY(events_lock_);
   uint64_t device_faults_ GUARDED_BY(events_lock_) = 0;
 };
-
-// Creates a device of `kind` ("mirror", "kvm", ...) with its options, or
-// returns nullptr and sets *error for an unknown kind.
-std::unique_ptr<SecondaryMmu> make_secondary_mmu(const std::string& name, const std::string& kind,
-                                                 const std::map<std::string, std::string>& options, MmStruct* mm,
-                                                 std::string* error);
 
 }  // namespace smm

@@ -9,7 +9,7 @@
 #include <string>
 
 #include "shadowmm/base/result.h"
-#include "shadowmm/mm/mm_struct.h"
+#include "shadowmm/machine/mm_types.h"
 
 namespace smm {
 

@@ -10,8 +10,8 @@
 #include <cstdint>
 
 #include "shadowmm/base/types.h"
-#include "shadowmm/mm/mm_struct.h"
-#include "shadowmm/mm/uapi.h"
+#include "shadowmm/base/uapi.h"
+#include "shadowmm/machine/mm_types.h"
 
 namespace smm {
 

@@ -12,7 +12,7 @@
 
 #include "shadowmm/base/thread_annotations.h"
 #include "shadowmm/base/types.h"
-#include "shadowmm/mm/mm_struct.h"
+#include "shadowmm/machine/mm_types.h"
 #include "shadowmm/pgtable/mmu_gather.h"
 
 namespace smm {

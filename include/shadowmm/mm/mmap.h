@@ -11,8 +11,8 @@
 
 #include "shadowmm/base/result.h"
 #include "shadowmm/base/types.h"
-#include "shadowmm/mm/mm_struct.h"
-#include "shadowmm/mm/uapi.h"
+#include "shadowmm/base/uapi.h"
+#include "shadowmm/machine/mm_types.h"
 
 namespace smm {
 

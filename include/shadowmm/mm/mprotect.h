@@ -8,7 +8,7 @@
 #include <cstdint>
 
 #include "shadowmm/base/types.h"
-#include "shadowmm/mm/mm_struct.h"
+#include "shadowmm/machine/mm_types.h"
 
 namespace smm {
 

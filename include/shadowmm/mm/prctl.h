@@ -5,7 +5,7 @@
 
 #pragma once
 
-#include "shadowmm/mm/mm_struct.h"
+#include "shadowmm/machine/mm_types.h"
 
 namespace smm {
 

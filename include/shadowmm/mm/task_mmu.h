@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "shadowmm/base/types.h"
-#include "shadowmm/mm/mm_struct.h"
+#include "shadowmm/machine/mm_types.h"
 
 namespace smm {
 

@@ -7,8 +7,7 @@
 
 #pragma once
 
-#include "shadowmm/mm/mm_struct.h"
-#include "shadowmm/mm/mm_types.h"
+#include "shadowmm/machine/mm_types.h"
 
 namespace smm {
 

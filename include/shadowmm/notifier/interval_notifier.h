@@ -31,7 +31,7 @@
 
 #include "shadowmm/base/thread_annotations.h"
 #include "shadowmm/base/types.h"
-#include "shadowmm/mm/mm_struct.h"
+#include "shadowmm/machine/mm_types.h"
 #include "shadowmm/notifier/interval_tree.h"
 #include "shadowmm/notifier/mmu_notifier.h"
 

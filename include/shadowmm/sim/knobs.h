@@ -1,7 +1,7 @@
 // File: shadowmm/sim/knobs.h
 //
 // The `set KNOB VALUE` table of the scenario language and the other names a
-// script may use (VMA flag names, mapping sizes, device options), each with
+// script may use (VMA flag names, mapping sizes; device options are in device_kinds.h), each with
 // its validation, so the parser rejects bad values before anything runs.
 
 #pragma once
@@ -26,7 +26,5 @@ std::vector<std::string> knob_names();
 bool vma_flag_name_valid(const std::string& name);
 // 4K..1G with an optional /pte, /pmd or /pud, "zero", "zero2M" or "none".
 bool mapped_size_valid(const std::string& size);
-// Empty when option `key=value` is valid for a device of `kind`.
-std::string device_option_check(const std::string& kind, const std::string& key, const std::string& value);
 
 }  // namespace smm::sim

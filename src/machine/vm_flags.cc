@@ -1,8 +1,8 @@
-// File: src/mm/vm_flags.cc
+// File: src/machine/vm_flags.cc
 
-#include "shadowmm/mm/vm_flags.h"
+#include "shadowmm/machine/vm_flags.h"
 
-#include "shadowmm/mm/uapi.h"
+#include "shadowmm/base/uapi.h"
 
 namespace smm {
 

@@ -1,4 +1,4 @@
-// File: src/mm/vma_file.cc
+// File: src/machine/vma_file.cc
 //
 // The page cache of the two file kinds the model maps: the shmem object of a
 // shared anonymous mapping (mm/shmem.c: shmem_zero_setup, shmem_get_folio)
@@ -9,8 +9,8 @@
 // where the mapping had a 1 GiB-aligned block at mmap time, 2 MiB folios
 // elsewhere, so one script can show both PUD and PMD mappings.
 
-#include "shadowmm/mm/machine.h"
-#include "shadowmm/mm/mm_types.h"
+#include "shadowmm/machine/machine.h"
+#include "shadowmm/machine/mm_types.h"
 
 namespace smm {
 

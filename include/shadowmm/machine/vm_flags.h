@@ -1,4 +1,4 @@
-// File: shadowmm/mm/vm_flags.h
+// File: shadowmm/machine/vm_flags.h
 //
 // VMA flags (include/linux/mm.h). Values are the kernel's.
 

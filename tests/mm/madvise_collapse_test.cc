@@ -5,15 +5,17 @@
 
 #include <gtest/gtest.h>
 
+#include "mm/khugepaged_internal.h"
 #include "recording_subscriber.h"
 #include "shadowmm/mm/fork.h"
+#include "shadowmm/mm/khugepaged.h"
 #include "shadowmm/mm/madvise.h"
 #include "shadowmm/mm/memory.h"
+#include "shadowmm/mm/mmap_lock.h"
 #include "shadowmm/mm/mprotect.h"
 #include "shadowmm/mm/prctl.h"
 #include "shadowmm/mm/task_mmu.h"
 #include "shadowmm/notifier/interval_notifier.h"
-#include "shadowmm/thp/khugepaged.h"
 #include "test_support.h"
 
 namespace smm {

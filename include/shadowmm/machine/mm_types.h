@@ -1,8 +1,12 @@
-// File: shadowmm/mm/mm_types.h
+// File: shadowmm/machine/mm_types.h
 //
-// The structures of an address space (include/linux/mm_types.h): the VMA
-// (vm_area_struct), its anon_vma and file, and the mm's VMA tree. The
-// operations on them are declared in vma.h.
+// The structures of an address space (include/linux/mm_types.h): the mm
+// (mm_struct), the VMA (vm_area_struct), its anon_vma and file, and the
+// mm's VMA tree. They sit on the machine floor, below the page-table and
+// notifier floors that use them, as mm_types.h sits in include/linux. The
+// operations are on the floors above: VMAs in mm/vma.h, page tables in
+// pgtable/pgtable.h, the mm's lifetime (create, mmput, the final mmdrop)
+// in src/mm/mm_struct.cc, as kernel/fork.c holds mm_alloc and __mmdrop.
 //
 // Lifetime and locking: a VmArea belongs to its MmStruct's VMA tree. Every
 // field is protected by vm_mm->mmap_lock: written only with it held for
@@ -14,8 +18,10 @@
 
 #include <absl/container/btree_map.h>
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -23,13 +29,15 @@
 #include "shadowmm/base/lock.h"
 #include "shadowmm/base/result.h"
 #include "shadowmm/base/types.h"
-#include "shadowmm/mm/vm_flags.h"
+#include "shadowmm/machine/pgtable_types.h"
+#include "shadowmm/machine/vm_flags.h"
 #include "shadowmm/phys/page.h"
 
 namespace smm {
 
 class MmStruct;
 class Machine;
+class MmuNotifierSubscriptions;
 
 // Linux: struct anon_vma (mm/rmap.c). The anon_vma chain of a VMA is the list
 // of anon_vmas it is linked into; after fork a child VMA is linked to its
@@ -156,5 +164,125 @@ class VmaTree {
  private:
   Map map_;
 };
+
+// mm->flags (include/linux/mm_types.h, MMF_*).
+enum MmFlag : uint32_t {
+  MMF_DISABLE_THP_COMPLETELY = 1u << 0,      // PR_SET_THP_DISABLE
+  MMF_DISABLE_THP_EXCEPT_ADVISED = 1u << 1,  // ... with PR_THP_DISABLE_EXCEPT_ADVISED
+  MMF_VM_HUGEPAGE = 1u << 2,                 // on khugepaged's list
+  MMF_HUGE_ZERO_PAGE = 1u << 3,
+  MMF_OOM_SKIP = 1u << 4,
+};
+
+// RSS counters (include/linux/mm_types_task.h: MM_FILEPAGES...).
+enum MmCounter : unsigned { MM_FILEPAGES, MM_ANONPAGES, MM_SWAPENTS, MM_SHMEMPAGES, NR_MM_COUNTERS };
+
+class MmStruct {
+ public:
+  // Linux: mm_alloc. mm_users = mm_count = 1.
+  static MmStruct* create(Machine& machine, std::string name);
+
+  MmStruct(const MmStruct&) = delete;
+  MmStruct& operator=(const MmStruct&) = delete;
+
+  Machine& machine() const { return machine_; }
+  const std::string& name() const { return name_; }
+  uint64_t id() const { return id_; }
+
+  // mmget / mmget_not_zero / mmput / mmgrab / mmdrop. The last mmput tears
+  // the address space down (exit_mmap) and the last mmdrop frees the
+  // structure: both are defined on the mm floor (src/mm/mm_struct.cc), as
+  // kernel/fork.c defines mmput and __mmdrop.
+  void mmget() { mm_users.fetch_add(1, std::memory_order_relaxed); }
+  bool mmget_not_zero() {
+    int32_t users = mm_users.load(std::memory_order_relaxed);
+    while (users > 0)
+      if (mm_users.compare_exchange_weak(users, users + 1, std::memory_order_acquire)) return true;
+    return false;
+  }
+  void mmput();
+  void mmgrab() { mm_count.fetch_add(1, std::memory_order_relaxed); }
+  void mmdrop();
+
+  // ---- fields (kernel names) ----
+
+  // Write: VMA tree and VMA flag changes, THP collapse install, notifier
+  // registration. Read: faults, hmm_range_fault, madvise scans.
+  RwSem mmap_lock{LockRank::kMmapLock, "mmap_lock"};
+  VmaTree mm_mt GUARDED_BY(mmap_lock);
+  // Number of VMAs (vm_area_struct count against sysctl_max_map_count).
+  int map_count GUARDED_BY(mmap_lock) = 0;
+  // Top of the top-down mmap area (mm->mmap_base).
+  const uint64_t mmap_base;
+
+  // Guards PGD/PUD entries and PUD leaves.
+  SpinLock page_table_lock{LockRank::kPageTableLock, "page_table_lock"};
+  PageTable* const pgd;
+
+  std::atomic<int32_t> mm_users{1};
+  std::atomic<int32_t> mm_count{1};
+  std::atomic<uint32_t> flags{0};
+  std::atomic<int64_t> pgtables_bytes{0};
+  std::atomic<int64_t> rss_stat[NR_MM_COUNTERS] = {};
+
+  // Page tables detached under mmap_lock held for read, freed at the next
+  // write lock (pgtable/pgtable.h: pt_defer_free). Bounded by
+  // kMaxDeferredTables.
+  std::vector<PageTable*> pt_deferred GUARDED_BY(page_table_lock);
+  static constexpr size_t kMaxDeferredTables = 256;
+  // Notifier subscriptions (NULL until the first registration). Owned.
+  std::atomic<MmuNotifierSubscriptions*> notifier_subscriptions{nullptr};
+
+  bool test_flag(MmFlag f) const { return flags.load(std::memory_order_relaxed) & f; }
+  void set_flag(MmFlag f) { flags.fetch_or(f, std::memory_order_relaxed); }
+  void clear_flag(MmFlag f) { flags.fetch_and(~uint32_t{f}, std::memory_order_relaxed); }
+  void add_rss(MmCounter c, int64_t n) { rss_stat[c].fetch_add(n, std::memory_order_relaxed); }
+  int64_t rss(MmCounter c) const { return rss_stat[c].load(std::memory_order_relaxed); }
+
+  // VMA tree, page tables and counters agree: every present leaf lies in a
+  // VMA; rss counters equal what the page tables map; map_count matches.
+  // Caller holds mmap_lock. Defined on the mm floor (it walks the page
+  // tables).
+  void check_invariants() REQUIRES_SHARED(mmap_lock);
+
+ private:
+  MmStruct(Machine& machine, std::string name);
+  ~MmStruct();
+
+  Machine& machine_;
+  const std::string name_;
+  const uint64_t id_;
+};
+
+// Holds one mm_users reference; mmput on destruction.
+class MmRef {
+ public:
+  MmRef() = default;
+  explicit MmRef(MmStruct* mm) : mm_(mm) {}
+  ~MmRef() { reset(); }
+  MmRef(MmRef&& o) noexcept : mm_(o.mm_) { o.mm_ = nullptr; }
+  MmRef& operator=(MmRef&& o) noexcept {
+    if (this != &o) {
+      reset();
+      mm_ = o.mm_;
+      o.mm_ = nullptr;
+    }
+    return *this;
+  }
+  MmStruct* get() const { return mm_; }
+  MmStruct* operator->() const { return mm_; }
+  void reset() {
+    if (mm_) mm_->mmput();
+    mm_ = nullptr;
+  }
+
+ private:
+  MmStruct* mm_ = nullptr;
+};
+
+// Default sysctl_max_map_count.
+inline constexpr int DEFAULT_MAX_MAP_COUNT = 65530;
+// Top of the deterministic mmap area (the scenario language's placement).
+inline constexpr uint64_t MMAP_TOP = 0x7f0000000000ull;
 
 }  // namespace smm

@@ -1,17 +1,64 @@
-// File: shadowmm/thp/huge_memory.h
+// File: shadowmm/mm/huge_memory.h
 //
-// Huge mappings (mm/huge_memory.c): anonymous PMD THP faults, the huge zero
-// page, write faults on huge PMDs, device-DAX PMD/PUD faults, splitting of
-// PMD and PUD leaves, zapping and protection changes of huge entries.
+// Huge mappings (include/linux/huge_mm.h, mm/huge_memory.c): the THP order
+// selection (thp_vma_allowable_orders and its helpers, over the sysfs knobs
+// of machine/knobs.h), anonymous PMD THP faults, the huge zero page, write
+// faults on huge PMDs, device-DAX PMD/PUD faults, splitting of PMD and PUD
+// leaves, zapping and protection changes of huge entries.
 
 #pragma once
 
+#include <cstdint>
+
 #include "shadowmm/base/types.h"
+#include "shadowmm/machine/vm_flags.h"
 #include "shadowmm/mm/memory.h"
 #include "shadowmm/pgtable/mmu_gather.h"
 #include "shadowmm/pgtable/pgtable.h"
 
 namespace smm {
+
+struct VmArea;
+
+// ---- order selection ----
+
+inline constexpr unsigned THP_MIN_ANON_ORDER = 2;  // order 1 is never used for anon
+// Orders 2..9: the anonymous THP orders on x86-64.
+inline constexpr uint32_t THP_ORDERS_ALL_ANON = ((1u << (9 + 1)) - 1) & ~3u;
+// Orders of special huge mappings (DAX): PMD and PUD.
+inline constexpr uint32_t THP_ORDERS_ALL_SPECIAL = (1u << 9) | (1u << 18);
+
+// tva_flags (include/linux/huge_mm.h).
+enum TvaFlags : uint32_t {
+  TVA_SMAPS = 1u << 0,          // /proc/pid/smaps THPeligible
+  TVA_IN_PF = 1u << 1,          // page fault
+  TVA_ENFORCE_SYSFS = 1u << 2,  // obey the sysfs enabled settings
+  // MADV_COLLAPSE (6.18's TVA_FORCED_COLLAPSE): an explicit request passes
+  // PR_THP_DISABLE_EXCEPT_ADVISED (vma_thp_disabled's forced_collapse).
+  TVA_FORCED_COLLAPSE = 1u << 3,
+};
+
+// Linux: thp_vma_allowable_orders. The orders of `orders` allowed for `vma`
+// with flags `vm_flags` for the caller described by `tva_flags`.
+uint32_t thp_vma_allowable_orders(const VmArea* vma, vm_flags_t vm_flags, uint32_t tva_flags,
+                                  uint32_t orders);
+inline bool thp_vma_allowable_order(const VmArea* vma, vm_flags_t vm_flags, uint32_t tva_flags,
+                                    unsigned order) {
+  return thp_vma_allowable_orders(vma, vm_flags, tva_flags, 1u << order) != 0;
+}
+
+// Linux: thp_vma_suitable_order. The naturally aligned block of `order`
+// around `addr` lies inside the VMA.
+bool thp_vma_suitable_order(const VmArea* vma, uint64_t addr, unsigned order);
+// The subset of `orders` suitable at `addr`.
+uint32_t thp_vma_suitable_orders(const VmArea* vma, uint64_t addr, uint32_t orders);
+
+// Linux: vma_thp_disabled (6.18 form with PR_THP_DISABLE_EXCEPT_ADVISED).
+bool vma_thp_disabled(const VmArea* vma, vm_flags_t vm_flags, bool forced_collapse);
+
+inline unsigned highest_order(uint32_t orders) { return 31 - __builtin_clz(orders); }
+
+// ---- faults, splits, zap and protection changes of huge entries ----
 
 // Linux: do_huge_pmd_anonymous_page. `pmd` is a none PMD slot.
 vm_fault_t do_huge_pmd_anonymous_page(MmStruct* mm, VmArea* vma, VirtAddr addr, const PtSlot& pmd,

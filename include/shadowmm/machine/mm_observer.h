@@ -1,4 +1,4 @@
-// File: shadowmm/mm/mm_observer.h
+// File: shadowmm/machine/mm_observer.h
 //
 // The observation seam of the mm core: every point where a notifier range
 // opens or closes, a CPU TLB flush happens, a present page-table entry is
@@ -13,7 +13,7 @@
 #pragma once
 
 #include "shadowmm/base/types.h"
-#include "shadowmm/pgtable/pgtable.h"
+#include "shadowmm/machine/pgtable_types.h"
 #include "shadowmm/phys/page.h"
 
 namespace smm {

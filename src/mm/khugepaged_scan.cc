@@ -1,4 +1,4 @@
-// File: src/thp/khugepaged_scan.cc
+// File: src/mm/khugepaged_scan.cc
 //
 // khugepaged itself (mm/khugepaged.c: khugepaged_enter_vma,
 // __khugepaged_enter, khugepaged_fork, __khugepaged_exit, collect_mm_slot,
@@ -11,14 +11,14 @@
 // sleep alloc_sleep_millisecs after an allocation failure; the background
 // thread does, as the kthread.
 
-#include "shadowmm/thp/khugepaged.h"
+#include "shadowmm/mm/khugepaged.h"
 
 #include <algorithm>
 #include <chrono>
 
-#include "shadowmm/mm/machine.h"
-#include "shadowmm/mm/mm_observer.h"
-#include "shadowmm/thp/policy.h"
+#include "shadowmm/machine/machine.h"
+#include "shadowmm/machine/mm_observer.h"
+#include "shadowmm/mm/huge_memory.h"
 
 #include "khugepaged_internal.h"
 
@@ -40,30 +40,41 @@ void khugepaged_enter_vma(VmArea* vma, vm_flags_t vm_flags) {
     orders = THP_ORDERS_ALL_ANON;
   // Mainline: hugepage_pmd_enabled() && thp_vma_allowable_order(PMD_ORDER);
   // [S2] ("run khugepaged for all orders"): any order khugepaged collapses to.
-  if (thp_vma_allowable_orders(vma, vm_flags, TVA_ENFORCE_SYSFS, orders)) m.khugepaged().enter(mm);
+  if (!thp_vma_allowable_orders(vma, vm_flags, TVA_ENFORCE_SYSFS, orders)) return;
+  if (Khugepaged* k = m.khugepaged()) k->enter(mm);
 }
 
 void khugepaged_fork(MmStruct* mm, MmStruct* oldmm) {
-  if (oldmm->test_flag(MMF_VM_HUGEPAGE)) mm->machine().khugepaged().enter(mm);
+  if (!oldmm->test_flag(MMF_VM_HUGEPAGE)) return;
+  if (Khugepaged* k = mm->machine().khugepaged()) k->enter(mm);
 }
 
 void khugepaged_exit(MmStruct* mm) {
-  if (mm->test_flag(MMF_VM_HUGEPAGE)) mm->machine().khugepaged().exit(mm);
+  if (!mm->test_flag(MMF_VM_HUGEPAGE)) return;
+  if (Khugepaged* k = mm->machine().khugepaged()) k->exit(mm);
 }
 
 // ---- the scanner ----
 
-Khugepaged::Khugepaged(Machine& machine) : machine_(machine) {}
+Khugepaged::Khugepaged(Machine& machine) : machine_(machine) {
+  VM_BUG_ON(machine_.khugepaged() != nullptr);
+  machine_.set_khugepaged(this);
+}
 
 Khugepaged::~Khugepaged() {
   stop();
+  machine_.set_khugepaged(nullptr);
   std::vector<MmStruct*> left;
   {
     SpinLocker l(mm_lock_);
     left.swap(slots_);
     scan_active_ = false;
   }
-  for (MmStruct* mm : left) mm->mmdrop();
+  // The mms leave the list: a khugepaged attached later may take them again.
+  for (MmStruct* mm : left) {
+    mm->clear_flag(MMF_VM_HUGEPAGE);
+    mm->mmdrop();
+  }
 }
 
 void Khugepaged::start() {
@@ -305,6 +316,8 @@ void Khugepaged::thread_main() {
   }
 }
 
-void khugepaged_scan_passes(Machine& machine, unsigned passes) { machine.khugepaged().scan_passes(passes); }
+void khugepaged_scan_passes(Machine& machine, unsigned passes) {
+  if (Khugepaged* k = machine.khugepaged()) k->scan_passes(passes);
+}
 
 }  // namespace smm

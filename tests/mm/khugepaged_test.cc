@@ -5,7 +5,8 @@
 // restoring the old table, VM_NOHUGEPAGE, pages_to_scan, the mm list and
 // the background thread.
 
-#include "shadowmm/thp/khugepaged.h"
+#include "mm/khugepaged_internal.h"
+#include "shadowmm/mm/khugepaged.h"
 
 #include <gtest/gtest.h>
 
@@ -14,11 +15,11 @@
 
 #include "recording_subscriber.h"
 #include "shadowmm/mm/fork.h"
+#include "shadowmm/mm/huge_memory.h"
 #include "shadowmm/mm/madvise.h"
 #include "shadowmm/mm/memory.h"
 #include "shadowmm/mm/mprotect.h"
 #include "shadowmm/notifier/interval_notifier.h"
-#include "shadowmm/thp/policy.h"
 #include "test_support.h"
 
 namespace smm {
@@ -201,7 +202,7 @@ TEST(KhugepagedPmd, MaxPtesSharedThreshold) {
     Result<MmStruct*> child = dup_mm(t.mm.get(), "child");
     ASSERT_TRUE(child.ok());
     MmRef child_ref(*child);
-    EXPECT_TRUE(t.machine.khugepaged().has_mm(*child)) << "khugepaged_fork";
+    EXPECT_TRUE(t.khugepaged.has_mm(*child)) << "khugepaged_fork";
     for (unsigned i = 0; i < written; i++) t.write(t.page(i), val(t.page(i)) + 1);
     t.scan();
     EXPECT_EQ(t.pmd_huge(), shared == 256);
@@ -417,13 +418,13 @@ TEST(KhugepagedMthp, CollapseOrdersPmdKnobDisablesMthp) {
     t.machine.knobs().collapse_orders.store(MmKnobs::CollapseOrders::kPmd);
     t.only_64k();
     t.enroll();
-    EXPECT_FALSE(t.machine.khugepaged().has_mm(t.mm.get()));
+    EXPECT_FALSE(t.khugepaged.has_mm(t.mm.get()));
   }
   Area t;
   t.fill(0, 512);
   t.only_64k();
   t.enroll();
-  EXPECT_TRUE(t.machine.khugepaged().has_mm(t.mm.get()));
+  EXPECT_TRUE(t.khugepaged.has_mm(t.mm.get()));
   t.machine.knobs().collapse_orders.store(MmKnobs::CollapseOrders::kPmd);
   t.scan();
   EXPECT_EQ(t.pte_order(0), 0) << "mm.collapse_orders pmd: no mTHP collapse";
@@ -567,7 +568,7 @@ TEST(Khugepaged, SkipsNohugepageVmas) {
   t.fill(0, 512);
   t.enroll();
   ASSERT_EQ(do_madvise(t.mm.get(), t.a, M2, MADV_NOHUGEPAGE), 0);
-  EXPECT_TRUE(t.machine.khugepaged().has_mm(t.mm.get())) << "the mm stays on the list";
+  EXPECT_TRUE(t.khugepaged.has_mm(t.mm.get())) << "the mm stays on the list";
   t.machine.thp().enabled.store(ThpEnabled::kAlways);
   t.scan(2);
   EXPECT_FALSE(t.pmd_huge());
@@ -576,17 +577,18 @@ TEST(Khugepaged, SkipsNohugepageVmas) {
 
 TEST(Khugepaged, MmLeavesTheListAtExit) {
   Machine m;
+  Khugepaged k(m);
   MmStruct* mm = MmStruct::create(m, "x");
   VirtAddr a = *do_mmap(mm, VirtAddr(0), M2, RW, MAP_PRIVATE | MAP_ANONYMOUS, 0, MmapOpts{.align = M2});
   uint64_t v = 1;
   ASSERT_EQ(cpu_access(mm, a, Access::kWrite, &v), 0);
   ASSERT_EQ(do_madvise(mm, a, M2, MADV_HUGEPAGE), 0);
-  EXPECT_EQ(m.khugepaged().nr_mms(), 1u);
+  EXPECT_EQ(k.nr_mms(), 1u);
   EXPECT_EQ(mm->mm_count.load(), 2) << "the list pins the structure";
   mm->mmput();
-  EXPECT_EQ(m.khugepaged().nr_mms(), 0u);
+  EXPECT_EQ(k.nr_mms(), 0u);
   EXPECT_EQ(m.live_mms.load(), 0);
-  m.khugepaged().scan_passes(1);  // an empty list is no work
+  k.scan_passes(1);  // an empty list is no work
 }
 
 TEST(Khugepaged, PagesToScanBoundsOneWakeUp) {
@@ -594,14 +596,14 @@ TEST(Khugepaged, PagesToScanBoundsOneWakeUp) {
   t.fill(0, 1024);
   t.enroll();
   t.machine.thp().pages_to_scan.store(512);
-  t.machine.khugepaged().do_scan();
+  t.khugepaged.do_scan();
   EXPECT_TRUE(t.pmd_huge(0));
   EXPECT_FALSE(t.pmd_huge(1));
-  t.machine.khugepaged().do_scan();
+  t.khugepaged.do_scan();
   EXPECT_TRUE(t.pmd_huge(1));
-  EXPECT_EQ(t.machine.khugepaged().full_scans(), 0u);
-  t.machine.khugepaged().do_scan();  // the end of the VMA list
-  EXPECT_EQ(t.machine.khugepaged().full_scans(), 1u);
+  EXPECT_EQ(t.khugepaged.full_scans(), 0u);
+  t.khugepaged.do_scan();  // the end of the VMA list
+  EXPECT_EQ(t.khugepaged.full_scans(), 1u);
   t.expect_values(0, 1024, 0, 1024);
 }
 
@@ -610,12 +612,12 @@ TEST(Khugepaged, BackgroundThreadCollapses) {
   t.fill(0, 1024);
   t.enroll();
   t.machine.thp().scan_sleep_millisecs.store(1);
-  t.machine.khugepaged().start();
+  t.khugepaged.start();
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
   while (t.stat(VmEvent::collapse_2M) < 2 && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  t.machine.khugepaged().stop();
-  EXPECT_FALSE(t.machine.khugepaged().running());
+  t.khugepaged.stop();
+  EXPECT_FALSE(t.khugepaged.running());
   EXPECT_EQ(t.stat(VmEvent::collapse_2M), 2u);
   t.expect_values(0, 1024, 0, 1024);
 }

@@ -1,4 +1,4 @@
-// File: shadowmm/mm/vmstat.h
+// File: shadowmm/machine/vmstat.h
 //
 // Event counters of one machine (include/linux/vm_event_item.h and the mTHP
 // per-size stats of /sys/kernel/mm/transparent_hugepage/hugepages-*/stats),

@@ -1,9 +1,15 @@
-// File: shadowmm/mm/machine.h
+// File: shadowmm/machine/machine.h
 //
 // One simulated machine: the state the kernel keeps in globals. Its physical
-// memory (the zone), the THP sysfs knobs, the project's mm knobs, the event
-// counters (vm_event_states), the shared zero pages (empty_zero_page,
-// huge_zero_folio) and the observers of the mm core (mm_observer.h).
+// memory (the zone), swap, the THP sysfs knobs and the project's mm knobs
+// (knobs.h), the event counters (vm_event_states), the shared zero pages
+// (empty_zero_page, huge_zero_folio), the SRCU domains, and the observers of
+// the mm core (mm_observer.h).
+//
+// The machine is the ground floor: data only, below the page-table and
+// notifier floors. It owns no actor: the coherence oracle attaches as an
+// observer, and khugepaged attaches itself as the machine's khugepaged
+// service (mm/khugepaged.h) for as long as it lives.
 //
 // Nothing is global: every test and every scenario run builds its own
 // Machine, so tests are isolated.
@@ -12,45 +18,21 @@
 
 #include <atomic>
 #include <cstdint>
-#include <memory>
 #include <string>
 #include <vector>
 
 #include "shadowmm/base/srcu.h"
-#include "shadowmm/mm/mm_observer.h"
-#include "shadowmm/mm/vmstat.h"
+#include "shadowmm/machine/knobs.h"
+#include "shadowmm/machine/mm_observer.h"
+#include "shadowmm/machine/vmstat.h"
 #include "shadowmm/phys/page_alloc.h"
 #include "shadowmm/phys/swap.h"
-#include "shadowmm/thp/policy.h"
 
 namespace smm {
 
 class MmStruct;
-class CoherenceOracle;
+// The mm floor's khugepaged (mm/khugepaged.h), reached through the machine.
 class Khugepaged;
-
-// The project's mm knobs (scenario language `set mm.*`, `notifier.*`).
-struct MmKnobs {
-  enum class NotifyLevel : uint8_t { kPud, kPmd };
-  enum class CollapseOrders : uint8_t { kMthp, kPmd };
-  enum class CollapseFlush : uint8_t { kPmd, kRange };
-
-  // [S3] kPmd = mprotect opens its PROTECTION_VMA range per PMD table
-  // (before "mm/mprotect: push mmu notifier to PUDs"), missing PUD leaves.
-  std::atomic<NotifyLevel> mprotect_notify_level{NotifyLevel::kPud};
-  // [S2] khugepaged collapse orders, and the flush span of an mTHP collapse.
-  std::atomic<CollapseOrders> collapse_orders{CollapseOrders::kMthp};
-  std::atomic<CollapseFlush> collapse_flush{CollapseFlush::kPmd};
-  // [S1] false = MMU_INTERVAL_NOTIFIER_BLOCK_THP is an unknown flag.
-  std::atomic<bool> block_thp{true};
-  // [S5] also call invalidate_secondary_tlbs from the classic end pass.
-  std::atomic<bool> secondary_tlbs_at_end{true};
-  // false = mm_forbids_zeropage: read faults allocate real pages, no huge
-  // zero page either (as on hosts booted without a zero page).
-  std::atomic<bool> zero_page{true};
-  // sysctl vm.max_map_count.
-  std::atomic<int> max_map_count{65530};
-};
 
 struct MachineConfig {
   uint64_t memory_bytes = 64ull << 30;
@@ -78,9 +60,12 @@ class Machine {
   Srcu& pgtable_srcu() { return pgtable_srcu_; }
   VmStats& stats() { return stats_; }
   const VmStats& stats() const { return stats_; }
-  // khugepaged: its mm list and its (optional) background thread
-  // (thp/khugepaged.h). The thread is not running unless start()ed.
-  Khugepaged& khugepaged() { return *khugepaged_; }
+  // The khugepaged serving this machine (its mm list, its scanner and its
+  // optional thread), or nullptr when none runs: then no mm is registered
+  // for collapse, as in a kernel without khugepaged. Not owned: a Khugepaged
+  // attaches itself on construction and detaches on destruction.
+  Khugepaged* khugepaged() const { return khugepaged_.load(std::memory_order_acquire); }
+  void set_khugepaged(Khugepaged* k) { khugepaged_.store(k, std::memory_order_release); }
 
   // The shared zero page (order 0) and huge zero folio (order 9). Reserved:
   // never freed, never written, not refcounted by their mappings.
@@ -97,11 +82,6 @@ class Machine {
   const std::vector<MmObserver*>& observers() const { return observers_; }
   bool observed() const { return !observers_.empty(); }
 
-  // The coherence oracle watching this machine, if any (set by whoever
-  // installs it as an observer; devices report to it).
-  CoherenceOracle* oracle() const { return oracle_; }
-  void set_oracle(CoherenceOracle* oracle) { oracle_ = oracle; }
-
   uint64_t next_mm_id() { return next_mm_id_.fetch_add(1, std::memory_order_relaxed); }
   // Live MmStruct objects (leak checks in tests).
   std::atomic<int64_t> live_mms{0};
@@ -117,10 +97,8 @@ class Machine {
   Folio zero_folio_;
   Folio huge_zero_folio_;
   std::vector<MmObserver*> observers_;
-  CoherenceOracle* oracle_ = nullptr;
   std::atomic<uint64_t> next_mm_id_{1};
-  // Last: destroyed first, so its thread stops while the machine is whole.
-  std::unique_ptr<Khugepaged> khugepaged_;
+  std::atomic<Khugepaged*> khugepaged_{nullptr};
 };
 
 // Helpers the mm core uses to report to every observer.

@@ -1,4 +1,4 @@
-// File: shadowmm/mm/uapi.h
+// File: shadowmm/base/uapi.h
 //
 // The user ABI constants of the syscall-like surface: PROT_*, MAP_*, MADV_*,
 // MREMAP_*, PR_*. The model runs on Linux, so it uses the C library's own

@@ -1,6 +1,6 @@
-// File: src/mm/vmstat.cc
+// File: src/machine/vmstat.cc
 
-#include "shadowmm/mm/vmstat.h"
+#include "shadowmm/machine/vmstat.h"
 
 #include "shadowmm/base/bug.h"
 

@@ -1,14 +1,12 @@
-// File: src/mm/machine.cc
+// File: src/machine/machine.cc
 
-#include "shadowmm/mm/machine.h"
+#include "shadowmm/machine/machine.h"
 
 #include <algorithm>
 
-#include "shadowmm/thp/khugepaged.h"
+#include "shadowmm/base/bug.h"
 
 namespace smm {
-
-thread_local MmOpScope* MmOpScope::current_ = nullptr;
 
 Machine::Machine(MachineConfig config)
     : mem_(config.memory_bytes >> PAGE_SHIFT), swap_(config.swap_bytes >> PAGE_SHIFT) {
@@ -16,10 +14,9 @@ Machine::Machine(MachineConfig config)
   // huge zero folio, which Linux allocates lazily and the model up front).
   zero_folio_ = *mem_.alloc_folio(0, PG_reserved);
   huge_zero_folio_ = *mem_.alloc_folio(HPAGE_PMD_ORDER, PG_reserved);
-  khugepaged_ = std::make_unique<Khugepaged>(*this);
 }
 
-Machine::~Machine() = default;
+Machine::~Machine() { VM_BUG_ON(khugepaged() != nullptr); }
 
 void Machine::add_observer(MmObserver* observer) {
   observers_.push_back(observer);

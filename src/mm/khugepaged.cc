@@ -1,4 +1,4 @@
-// File: src/thp/khugepaged.cc
+// File: src/mm/khugepaged.cc
 //
 // THP collapse, khugepaged's and MADV_COLLAPSE's (mm/khugepaged.c:
 // hpage_collapse_scan_pmd, hugepage_vma_revalidate, find_pmd_or_thp_or_none,
@@ -37,18 +37,19 @@
 // Deviation from Linux: the old PTE table of a PMD collapse is not
 // deposited (huge_memory.cc deposits none); it is freed once installed.
 
-#include "shadowmm/thp/khugepaged.h"
+#include "shadowmm/mm/khugepaged.h"
 
 #include <algorithm>
 
-#include "shadowmm/mm/machine.h"
+#include "shadowmm/machine/machine.h"
+#include "shadowmm/machine/mm_observer.h"
+#include "shadowmm/mm/huge_memory.h"
 #include "shadowmm/mm/memory.h"
-#include "shadowmm/mm/mm_observer.h"
+#include "shadowmm/mm/mmap_lock.h"
 #include "shadowmm/mm/swap.h"
 #include "shadowmm/mm/vma.h"
 #include "shadowmm/notifier/mmu_notifier.h"
 #include "shadowmm/pgtable/tlb.h"
-#include "shadowmm/thp/policy.h"
 
 #include "khugepaged_internal.h"
 
